@@ -1,0 +1,1 @@
+"""wideflat.flatness."""
