@@ -1,0 +1,61 @@
+"""torchvision models (EfficientNet-B0, ResNet-50, DenseNet-121), registered lazily.
+
+torchvision is an optional extra (``pip install 'wideflat[vision]'``). These builders import
+it only when called; the registry lists the models in any case and says what to install
+when torchvision is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from torch import nn
+
+from wideflat.models._init import kaiming_normal_init_
+from wideflat.models._registry import register_model
+
+__all__: list[str] = []
+
+
+def _torchvision_models():
+    return importlib.import_module("torchvision.models")
+
+
+def _replace_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
+    """A copy of ``conv``'s hyper-parameters with ``in_channels`` inputs."""
+    if in_channels == conv.in_channels:
+        return conv
+    return nn.Conv2d(
+        in_channels,
+        conv.out_channels,
+        kernel_size=conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=1,
+        bias=conv.bias is not None,
+    )
+
+
+@register_model("efficientnet_b0", requires=("torchvision",))
+def efficientnet_b0(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """torchvision EfficientNet-B0 (Tan & Le, 2019), random Kaiming-normal init."""
+    net = _torchvision_models().efficientnet_b0(weights=None, num_classes=num_classes)
+    net.features[0][0] = _replace_stem(net.features[0][0], in_channels)
+    return kaiming_normal_init_(net)
+
+
+@register_model("resnet50", requires=("torchvision",))
+def resnet50(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """torchvision ResNet-50 (He et al., 2016; ImageNet stem), random Kaiming-normal init."""
+    net = _torchvision_models().resnet50(weights=None, num_classes=num_classes)
+    net.conv1 = _replace_stem(net.conv1, in_channels)
+    return kaiming_normal_init_(net)
+
+
+@register_model("densenet121", requires=("torchvision",))
+def densenet121(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """torchvision DenseNet-121 (Huang et al., 2017), random Kaiming-normal init."""
+    net = _torchvision_models().densenet121(weights=None, num_classes=num_classes)
+    net.features.conv0 = _replace_stem(net.features.conv0, in_channels)
+    return kaiming_normal_init_(net)
