@@ -239,10 +239,13 @@ def test_smallconvnet_layer_shapes(in_channels, image_size, side):
         "fc2.bias": (10,),
     }
     x = torch.randn(3, in_channels, image_size, image_size)
-    assert net(x).shape == (3, 10)
-    # ReLU after conv1, conv2 and fc1: the hidden features are non-negative.
-    h = net.pool(net.relu(net.conv1(x)))
+    # Conv-ReLU-MaxPool, Conv-ReLU-MaxPool, Dense(500)-ReLU, Dense(classes): logits.
+    h = F.max_pool2d(F.relu(F.conv2d(x, net.conv1.weight, net.conv1.bias)), 2)
     assert h.shape == (3, 20, (image_size - 4) // 2, (image_size - 4) // 2)
+    h = F.max_pool2d(F.relu(F.conv2d(h, net.conv2.weight, net.conv2.bias)), 2)
+    h = F.relu(F.linear(h.flatten(1), net.fc1.weight, net.fc1.bias))
+    expected = F.linear(h, net.fc2.weight, net.fc2.bias)
+    torch.testing.assert_close(net(x), expected)
 
 
 def test_smallconvnet_keeps_pytorch_default_init():
@@ -277,6 +280,20 @@ def test_kaiming_normal_init_statistics():
             assert torch.equal(m.bias, torch.zeros_like(m.bias))
     with pytest.raises(ValueError, match="Invalid module"):
         M.kaiming_normal_init_("conv")
+
+
+def test_resnet18_is_the_cifar_variant():
+    net = ResNet18(num_classes=100)
+    assert net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)
+    assert not any(isinstance(m, nn.MaxPool2d) for m in net.modules())
+    assert [len(s) for s in net.stages] == [2, 2, 2, 2]
+    assert [s[0].conv1.out_channels for s in net.stages] == [64, 128, 256, 512]
+    assert [s[0].conv1.stride[0] for s in net.stages] == [1, 2, 2, 2]
+    # Option-B projections exactly where the shape changes (stages 2-4).
+    projections = [len(b.shortcut) for s in net.stages for b in s]
+    assert projections == [0, 0, 2, 0, 2, 0, 2, 0]
+    assert net.fc.out_features == 100
+    assert net(torch.zeros(1, 3, 32, 32)).shape == (1, 100)
 
 
 def test_resnet110_structure_option_a():
