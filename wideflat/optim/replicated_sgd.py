@@ -1,0 +1,308 @@
+"""Replicated-SGD (Algorithm 2 of Pittorino et al., ICLR 2021)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from .. import _rng
+from ..replicas import Replicas
+from . import _validate as check
+from .errors import NonFiniteLossError
+
+
+class ReplicatedSGD(Optimizer):
+    r"""Replicated-SGD: y replicas trained by any optimizer, coupled to their center.
+
+    One call to :meth:`step` is one iteration t = 1, 2, ... of Algorithm 2::
+
+        w̄ ← (1/y) Σ_a w_a
+        for each replica a (own minibatch Ξ_a):
+            g_a ← ∇L(w_a; Ξ_a)
+            if t ≡ 0 (mod K):  g_a ← g_a + K γ (w_a − w̄)
+            w_a ← base_step(w_a, g_a)                 # SGD(lr, momentum, wd) by default
+
+    It is gradient descent on the replicated loss
+    L_R({w_a}) = Σ_a L(w_a) + γ Σ_a d(w_a, w̄), with the elastic term applied every K
+    steps at strength Kγ, so that the communication period K and γ are decoupled. The
+    coupling enters the gradient before the base optimizer, so momentum carries it and
+    weight decay is applied once, by the base optimizer.
+
+    This is the in-process loop engine: the replicas live in a
+    :class:`~wideflat.replicas.Replicas` container (replica 0 is the model you pass) and
+    the base optimizer updates all their parameters (it must treat parameters
+    independently, as SGD, Adam or RMSprop do). Two ways to feed it:
+
+    * ``step(closure)``: ``closure(a)`` computes replica ``a``'s loss on *its own* fresh
+      minibatch, calls ``backward()`` and returns the loss; it is called once per replica
+      per step (gradients are cleared before each call). Random ops inside the closure
+      (dropout, data order through torch's global RNG) run on a per-replica RNG stream
+      derived from ``(seed, a)`` and saved in ``state_dict``, so replicas explore
+      independently and resumes are exact.
+    * ``step()`` without a closure uses the gradients already in ``.grad`` (e.g. from
+      ``sum(losses).backward()`` over the replicas).
+
+    Args:
+        replicas: a :class:`~wideflat.replicas.Replicas`, or the model to replicate
+            (then ``y`` is required and replicas are built with ``init`` and ``seed``).
+        lr: learning rate η of the base optimizer.
+        y: number of replicas.
+        gamma: coupling γ (a focusing scheduler may change it).
+        coupling_every: the coupling period K ≥ 1.
+        momentum, dampening, nesterov, weight_decay: base optimizer settings (passed to any
+            other class that accepts them).
+        base: the base optimizer class (default ``torch.optim.SGD``).
+        base_kwargs: extra keyword arguments for ``base`` (they win).
+        groups: optional parameter groups over the *model's* (replica 0's) parameters,
+            e.g. ``[{"params": model.head.parameters(), "lr": 0.01}]``; each maps to the
+            same parameters of every replica. Default: one group with all parameters.
+        init: ``"independent"`` or ``"copy"`` initialization of replicas 1..y−1.
+        seed: seed for replica initialization and the per-replica RNG streams (default:
+            drawn from torch's global RNG).
+        check_finite: with a closure, raise
+            :class:`~wideflat.optim.errors.NonFiniteLossError` naming the replica when a
+            loss is NaN/inf, before anything is updated.
+
+    Example:
+        >>> import torch
+        >>> from wideflat.optim import ReplicatedSGD
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = ReplicatedSGD(model, lr=0.05, y=3, gamma=0.01, coupling_every=2,
+        ...                     momentum=0.9, seed=0)
+        >>> x, t = torch.randn(64, 4), torch.randn(64, 1)
+        >>> def closure(a):                     # replica a, its own fresh minibatch
+        ...     i = torch.randint(0, 64, (16,))
+        ...     loss = torch.nn.functional.mse_loss(opt.replicas[a](x[i]), t[i])
+        ...     loss.backward()
+        ...     return loss
+        >>> loss = opt.step(closure)            # mean of the replicas' losses
+        >>> center = opt.center()               # nn.Linear holding w̄
+
+    References:
+        F. Pittorino et al., "Entropic gradient descent algorithms and wide flat minima",
+        ICLR 2021, Algorithm 2; C. Baldassi et al., PNAS 113:E7655 (2016).
+    """
+
+    def __init__(
+        self,
+        replicas: Replicas | nn.Module,
+        lr: float,
+        *,
+        y: int | None = None,
+        gamma: float = 0.0,
+        coupling_every: int = 1,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        base: type[Optimizer] = torch.optim.SGD,
+        base_kwargs: dict[str, Any] | None = None,
+        groups: Iterable[dict[str, Any]] | None = None,
+        init: str = "independent",
+        seed: int | None = None,
+        check_finite: bool = True,
+    ):
+        check.non_negative("lr", lr)
+        check.non_negative("gamma", gamma)
+        check.positive_int("coupling_every", coupling_every)
+        check.non_negative("momentum", momentum)
+        check.non_negative("dampening", dampening)
+        check.non_negative("weight_decay", weight_decay)
+        check.nesterov_momentum(nesterov, momentum, dampening)
+        check.coupling_step("lr * coupling_every * gamma", lr * coupling_every * gamma)
+        if not (isinstance(base, type) and issubclass(base, Optimizer)):
+            raise ValueError(f"Invalid base: {base!r} is not a torch.optim.Optimizer class")
+        if isinstance(replicas, Replicas):
+            if y is not None and y != replicas.y:
+                raise ValueError(f"Invalid y: {y} but the Replicas hold {replicas.y}")
+        elif isinstance(replicas, nn.Module):
+            if y is None:
+                raise ValueError("Invalid y: None (give the number of replicas with a model)")
+            check.positive_int("y", y)
+            replicas = Replicas(replicas, y, init=init, seed=seed)
+        else:
+            raise ValueError(
+                f"Invalid replicas: {type(replicas).__name__} (expected Replicas or nn.Module)"
+            )
+        shared = dict(
+            momentum=momentum, dampening=dampening, nesterov=nesterov, weight_decay=weight_decay
+        )
+        base_args = check.base_kwargs(base, shared, base_kwargs)
+        base_args.pop("lr", None)
+        defaults = dict(lr=lr, gamma=gamma, coupling_every=coupling_every, **base_args)
+        super().__init__(_replicated_groups(replicas, groups), defaults)
+        check.real_dense_params([p for g in self.param_groups for p in g["params"]])
+        self.replicas = replicas
+        self.base = base(self.param_groups, lr=lr, **base_args)
+        self.base.param_groups = self.param_groups
+        self.base.state = self.state
+        self.check_finite = check_finite
+        self._steps = 0
+        # Per-replica RNG streams: {device: generator state}, cuda entries made on first use.
+        self._rng_states = [{} for _ in range(replicas.y)]
+
+    @property
+    def y(self) -> int:
+        return self.replicas.y
+
+    @property
+    def steps(self) -> int:
+        """Number of completed steps t."""
+        return self._steps
+
+    def center(self) -> nn.Module:
+        """The center w̄ as a plain module (see :meth:`Replicas.center`)."""
+        return self.replicas.center()
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if "replicas" in self.__dict__:
+            raise ValueError(
+                "Invalid add_param_group: ReplicatedSGD groups map model parameters to every "
+                "replica; pass them as groups= at construction"
+            )
+        super().add_param_group(param_group)
+
+    def __getstate__(self) -> dict[str, Any]:
+        extra = ("replicas", "base", "check_finite", "_steps", "_rng_states")
+        return {**super().__getstate__(), **{k: self.__dict__[k] for k in extra}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "base" in self.__dict__:  # re-share after load_state_dict / unpickling
+            self.base.param_groups = self.param_groups
+            self.base.state = self.state
+
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        sd["replicated_sgd"] = {
+            "y": self.y,
+            "steps": self._steps,
+            "rng_states": [{k: v.clone() for k, v in s.items()} for s in self._rng_states],
+        }
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        if "replicated_sgd" not in state_dict:
+            raise ValueError("Invalid state_dict: missing 'replicated_sgd' (not a ReplicatedSGD state)")
+        extra = state_dict.pop("replicated_sgd")
+        if extra["y"] != self.y:
+            raise ValueError(f"Invalid state_dict: saved with y={extra['y']}, this optimizer has y={self.y}")
+        super().load_state_dict(state_dict)
+        self._steps = int(extra["steps"])
+        self._rng_states = [{k: v.clone() for k, v in s.items()} for s in extra["rng_states"]]
+
+    # -- the algorithm -----------------------------------------------------------------
+    def _replica_slices(self, group: dict[str, Any]) -> list[list[torch.Tensor]]:
+        """Group params as ``[replica a][i]`` (they are stored replica-major)."""
+        params = group["params"]
+        n = len(params) // self.y
+        return [params[a * n : (a + 1) * n] for a in range(self.y)]
+
+    def _run_closures(self, closure: Callable):
+        losses = []
+        new_states = []
+        for a, replica in enumerate(self.replicas):
+            for p in replica.parameters():
+                p.grad = None
+            generators = _generators(replica)
+            with torch.random.fork_rng(devices=[int(k[5:]) for k in generators if k != "cpu"]):
+                states = self._rng_states[a]
+                for key, gen in generators.items():
+                    if key in states:
+                        gen.set_state(states[key])
+                    else:
+                        gen.manual_seed(_rng.derive_seed(self.replicas.seed, a, 1))
+                with torch.enable_grad():
+                    loss = closure(a)
+                new_states.append({key: gen.get_state() for key, gen in generators.items()})
+            if self.check_finite and not check.finite_loss(loss):
+                raise NonFiniteLossError(
+                    f"non-finite loss {float(loss)} from the closure for replica {a} at step "
+                    f"{self._steps + 1}; nothing was updated"
+                )
+            losses.append(loss)
+        self._rng_states = new_states
+        total = losses[0]
+        for loss in losses[1:]:
+            total = total + loss
+        return total / self.y
+
+    @torch.no_grad()
+    def step(self, closure: Callable | None = None):
+        """One iteration of Replicated-SGD.
+
+        Args:
+            closure: optional ``closure(a)`` returning replica ``a``'s loss after
+                ``backward()`` on its own fresh minibatch; called once per replica.
+
+        Returns:
+            The mean of the replicas' losses when a closure is given, else ``None``.
+        """
+        loss = self._run_closures(closure) if closure is not None else None
+        t = self._steps + 1
+        for group in self.param_groups:
+            k = group["coupling_every"]
+            if t % k == 0 and group["gamma"] != 0 and self.y > 1:
+                _couple_(self._replica_slices(group), k * group["gamma"])
+        self.base.step()
+        self._steps = t
+        return loss
+
+
+def _couple_(replicas: list[list[torch.Tensor]], strength: float) -> None:
+    """g_a += strength · (w_a − w̄) for every replica a, on the gradients in place.
+
+    Parameters whose gradient is None in a replica are left alone there (the center still
+    includes them), matching how torch optimizers skip parameters without gradients.
+    """
+    y = len(replicas)
+    center = [p.detach().clone() for p in replicas[0]]
+    for params in replicas[1:]:
+        torch._foreach_add_(center, params)
+    torch._foreach_div_(center, float(y))
+    for params in replicas:
+        live = [i for i, p in enumerate(params) if p.grad is not None]
+        if not live:
+            continue
+        diffs = torch._foreach_sub([params[i] for i in live], [center[i] for i in live])
+        torch._foreach_add_([params[i].grad for i in live], diffs, alpha=strength)
+
+
+def _replicated_groups(replicas: Replicas, groups) -> list[dict[str, Any]]:
+    """Map groups over replica 0's parameters to groups over every replica's (replica-major)."""
+    lists = replicas.parameter_lists()
+    index = {id(p): i for i, p in enumerate(lists[0])}
+    if groups is None:
+        groups = [{"params": lists[0]}]
+    out = []
+    for g, group in enumerate(groups):
+        if not isinstance(group, dict) or "params" not in group:
+            raise ValueError(f"Invalid groups[{g}]: expected a dict with 'params'")
+        params = group["params"]
+        params = [params] if isinstance(params, torch.Tensor) else list(params)
+        positions = []
+        for p in params:
+            if id(p) not in index:
+                raise ValueError(
+                    f"Invalid groups[{g}]: a parameter of shape {tuple(p.shape)} is not a "
+                    "parameter of the replicated model"
+                )
+            positions.append(index[id(p)])
+        mapped = [lists[a][i] for a in range(len(lists)) for i in positions]
+        out.append({**group, "params": mapped})
+    return out
+
+
+def _generators(module: nn.Module) -> dict[str, torch.Generator]:
+    """torch's default generators a replica's random ops draw from: CPU and its GPUs."""
+    gens = {"cpu": torch.default_generator}
+    for index in sorted({p.device.index for p in module.parameters() if p.device.type == "cuda"}):
+        gens[f"cuda:{index}"] = torch.cuda.default_generators[index]
+    return gens

@@ -1,0 +1,131 @@
+"""``Replicas``: y copies of a model, their center, and their distances to it."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .. import _rng
+
+
+class Replicas(nn.Module):
+    r"""``y`` replicas of a model for Replicated-SGD.
+
+    Replica 0 *is* the given model (trained in place, so a y = 1 run is plain training of
+    ``model``); replicas 1..y−1 are deep copies. With ``init="independent"`` (default)
+    each copy is re-initialized by its modules' ``reset_parameters()`` under its own seed
+    derived from ``(seed, replica index)``, so the replicas start apart (the paper's
+    automatic γ0 divides by their distance to the center); ``init="copy"`` keeps them
+    identical. Parameters of modules without ``reset_parameters`` stay copied.
+
+    The center is w̄ = (1/y) Σ_a w_a; :meth:`distances` gives d(w_a, w̄) = ½‖w_a − w̄‖².
+
+    Example:
+        >>> import torch
+        >>> from wideflat.replicas import Replicas
+        >>> reps = Replicas(torch.nn.Linear(3, 2), y=3, seed=0)
+        >>> len(reps), reps.distances().shape
+        (3, torch.Size([3]))
+        >>> center = reps.center()          # a plain nn.Linear holding w̄
+    """
+
+    def __init__(self, model: nn.Module, y: int, *, init: str = "independent", seed: int | None = None):
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"Invalid model: {type(model).__name__} is not a torch.nn.Module")
+        if isinstance(y, bool) or not isinstance(y, int) or y < 1:
+            raise ValueError(f"Invalid y: {y!r} (expected an integer number of replicas >= 1)")
+        if init not in ("independent", "copy"):
+            raise ValueError(f"Invalid init: {init!r} (expected 'independent' or 'copy')")
+        self.seed = _rng.seed_from_global() if seed is None else int(seed)
+        self.init = init
+        copies = [model]
+        for a in range(1, y):
+            replica = copy.deepcopy(model)
+            if init == "independent":
+                _reinitialize(replica, _rng.derive_seed(self.seed, a))
+            copies.append(replica)
+        self.replicas = nn.ModuleList(copies)
+
+    def __len__(self) -> int:
+        return len(self.replicas)
+
+    def __getitem__(self, a: int) -> nn.Module:
+        return self.replicas[a]
+
+    def __iter__(self):
+        return iter(self.replicas)
+
+    @property
+    def y(self) -> int:
+        return len(self.replicas)
+
+    def forward(self, *args, **kwargs):
+        raise RuntimeError(
+            "Replicas has no single forward: call a replica (replicas[a](x)) or the center "
+            "(replicas.center()(x))"
+        )
+
+    def parameter_lists(self) -> list[list[torch.Tensor]]:
+        """``out[a][i]`` is parameter i of replica a (same order for every replica)."""
+        return [list(r.parameters()) for r in self.replicas]
+
+    @torch.no_grad()
+    def center_parameters(self) -> list[torch.Tensor]:
+        """w̄ = (1/y) Σ_a w_a for each parameter, summed in replica order."""
+        lists = self.parameter_lists()
+        return _mean_over_replicas(lists)
+
+    @torch.no_grad()
+    def distances(self) -> torch.Tensor:
+        """d(w_a, w̄) = ½ Σ_i (w_a,i − w̄_i)² for each replica a, as a float64 tensor."""
+        lists = self.parameter_lists()
+        center = _mean_over_replicas(lists)
+        out = torch.zeros(self.y, dtype=torch.float64)
+        for a, params in enumerate(lists):
+            for p, c in zip(params, center, strict=True):
+                out[a] += 0.5 * (p.detach().double() - c.double()).pow(2).sum().cpu()
+        return out
+
+    @torch.no_grad()
+    def center(self) -> nn.Module:
+        """A plain copy of replica 0 whose parameters are the center w̄.
+
+        Floating-point buffers (e.g. BatchNorm running statistics) are averaged over the
+        replicas, integer ones (``num_batches_tracked``) are taken from replica 0. For a
+        BatchNorm model, recompute the statistics on training data with
+        :func:`wideflat.replicas.recompute_bn` before evaluating: averaged statistics of
+        different networks are not the statistics of the center.
+        """
+        center = copy.deepcopy(self.replicas[0])
+        for p, c in zip(center.parameters(), self.center_parameters(), strict=True):
+            p.copy_(c)
+        buffer_lists = [list(r.buffers()) for r in self.replicas]
+        for i, b in enumerate(center.buffers()):
+            if b.is_floating_point():
+                b.copy_(_mean_over_replicas([[bl[i]] for bl in buffer_lists])[0])
+        return center
+
+
+def _mean_over_replicas(lists: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    total = [p.detach().clone() for p in lists[0]]
+    for params in lists[1:]:
+        torch._foreach_add_(total, [p.detach() for p in params])
+    if len(lists) > 1:
+        torch._foreach_div_(total, float(len(lists)))
+    return total
+
+
+def _reinitialize(module: nn.Module, seed: int) -> None:
+    """Re-run every submodule's ``reset_parameters()`` under a private seed."""
+    devices = sorted({p.device.index for p in module.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices):
+        torch.default_generator.manual_seed(seed)
+        for index in devices:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        for m in module.modules():
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
