@@ -43,8 +43,15 @@ CONFIGS = [
     Config(
         "esgd-L1-nesterov-wd-cos",
         "esgd",
-        dict(lr=1.0, inner_lr=0.3, inner_steps=1, gamma=0.1, momentum=0.5, nesterov=True,
-             weight_decay=5e-4),
+        dict(
+            lr=1.0,
+            inner_lr=0.3,
+            inner_steps=1,
+            gamma=0.1,
+            momentum=0.5,
+            nesterov=True,
+            weight_decay=5e-4,
+        ),
         "cosine",
     ),
     Config("rsgd-y1-momentum", "rsgd", dict(lr=0.05, y=1, gamma=0.1, momentum=0.9)),
@@ -79,7 +86,9 @@ class Run:
             self.opt = ReplicatedSGD(base, seed=7, **cfg.kwargs)
             self.model = self.opt.replicas
             n_streams = self.opt.y
-        self.streams = streams if streams is not None else [Stream(100 + a) for a in range(n_streams)]
+        self.streams = (
+            streams if streams is not None else [Stream(100 + a) for a in range(n_streams)]
+        )
         self.sched = {
             "constant": lambda: ConstantGamma(self.opt),
             "exponential": lambda: ExponentialGamma(self.opt, growth=10.0, steps=20),

@@ -87,7 +87,10 @@ def test_invalid_schedule_arguments():
 
 
 def test_complex_param_is_rejected_with_its_index():
-    params = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2, dtype=torch.cfloat))]
+    params = [
+        torch.nn.Parameter(torch.zeros(2)),
+        torch.nn.Parameter(torch.zeros(2, dtype=torch.cfloat)),
+    ]
     with pytest.raises(ValueError, match="param 1"):
         EntropySGD(params, lr=0.1, inner_lr=0.1)
 
@@ -115,8 +118,9 @@ def _nan_on_call(n, loss_fn):
 @pytest.mark.parametrize("bad_call", [1, 3, 5])
 def test_non_finite_loss_rolls_back_entropy_sgd(bad_call):
     model = LinearModel()
-    opt = EntropySGD(model.parameters(), lr=0.5, inner_lr=0.05, inner_steps=3, gamma=0.1,
-                     momentum=0.9, seed=1)
+    opt = EntropySGD(
+        model.parameters(), lr=0.5, inner_lr=0.05, inner_steps=3, gamma=0.1, momentum=0.9, seed=1
+    )
     stream = Stream(0)
     good = _nan_on_call(-1, lambda: mse(model, stream.batch()))
     opt.step(good)  # some state first

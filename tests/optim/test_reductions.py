@@ -70,8 +70,14 @@ def test_esgd_without_noise_mean_and_coupling_is_lookahead(inner_steps, inner_mo
     eta, fast_lr = 0.7, 0.05
     model = LinearModel()
     opt = EntropySGD(
-        model.parameters(), lr=eta, inner_lr=fast_lr, inner_steps=inner_steps,
-        gamma=0.0, alpha=0.0, noise=0.0, inner_kwargs=dict(momentum=inner_momentum),
+        model.parameters(),
+        lr=eta,
+        inner_lr=fast_lr,
+        inner_steps=inner_steps,
+        gamma=0.0,
+        alpha=0.0,
+        noise=0.0,
+        inner_kwargs=dict(momentum=inner_momentum),
     )
     stream = Stream(5)
 
@@ -107,8 +113,16 @@ def test_esgd_one_step_by_hand_float64():
     eta, eta_in, gamma, alpha, wd = 0.6, 0.1, 0.8, 0.75, 0.05
     for n_inner in (1, 2):
         w = torch.nn.Parameter(torch.tensor([w0], dtype=torch.float64))
-        opt = EntropySGD([w], lr=eta, inner_lr=eta_in, inner_steps=n_inner, gamma=gamma,
-                         alpha=alpha, noise=0.0, weight_decay=wd)
+        opt = EntropySGD(
+            [w],
+            lr=eta,
+            inner_lr=eta_in,
+            inner_steps=n_inner,
+            gamma=gamma,
+            alpha=alpha,
+            noise=0.0,
+            weight_decay=wd,
+        )
 
         def closure(w=w):
             loss = 0.5 * a * (w - c).pow(2).sum()
@@ -129,8 +143,9 @@ def test_esgd_noise_convention_sqrt_lr_times_eps():
     """With a zero loss, one inner step moves w' by exactly √η'·ε·ξ (ξ from the seeded stream)."""
     w = torch.nn.Parameter(torch.zeros(1000, dtype=torch.float64))
     eta_in, eps = 0.04, 0.5
-    opt = EntropySGD([w], lr=1.0, inner_lr=eta_in, inner_steps=1, gamma=0.0, alpha=0.0,
-                     noise=eps, seed=11)
+    opt = EntropySGD(
+        [w], lr=1.0, inner_lr=eta_in, inner_steps=1, gamma=0.0, alpha=0.0, noise=eps, seed=11
+    )
 
     def closure():
         loss = (w * 0).sum()
@@ -156,8 +171,9 @@ def test_rsgd_two_replicas_by_hand_float64():
             pass
 
     model = Scalar(w_init[0])
-    opt = ReplicatedSGD(model, lr=lr, y=2, gamma=gamma, coupling_every=k, weight_decay=wd,
-                        init="copy", seed=0)
+    opt = ReplicatedSGD(
+        model, lr=lr, y=2, gamma=gamma, coupling_every=k, weight_decay=wd, init="copy", seed=0
+    )
     with torch.no_grad():
         opt.replicas[1].w.fill_(w_init[1])
 
@@ -244,7 +260,11 @@ def test_two_param_groups_equal_two_optimizers():
     opt_b = EntropySGD([two.bias], **g2, **common)
     streams = [Stream(9), Stream(9), Stream(9)]
     for _ in range(20):
-        for o, m, s in ((opt, both, streams[0]), (opt_w, one, streams[1]), (opt_b, two, streams[2])):
+        for o, m, s in (
+            (opt, both, streams[0]),
+            (opt_w, one, streams[1]),
+            (opt_b, two, streams[2]),
+        ):
 
             def closure(m=m, s=s):
                 loss = loss_of(m, s.batch())
@@ -255,14 +275,23 @@ def test_two_param_groups_equal_two_optimizers():
     assert torch.equal(both.weight, one.weight) and torch.equal(both.bias, two.bias)
 
     # rSGD: the same with gradients computed outside (step() without a closure).
-    rs = [ReplicatedSGD(LinearModel(), lr=0.1, y=3, gamma=0.5, momentum=0.9, seed=4) for _ in range(2)]
+    rs = [
+        ReplicatedSGD(LinearModel(), lr=0.1, y=3, gamma=0.5, momentum=0.9, seed=4) for _ in range(2)
+    ]
     rep_a, rep_b = rs[0].replicas, rs[1].replicas
-    opt = ReplicatedSGD(rep_a, lr=0.1, gamma=0.5, momentum=0.9, groups=[
-        {"params": [rep_a[0].weight], **g1}, {"params": [rep_a[0].bias], **g2}])
-    opt_w = ReplicatedSGD(rep_b, lr=0.1, gamma=0.5, momentum=0.9,
-                          groups=[{"params": [rep_b[0].weight], **g1}])
-    opt_b = ReplicatedSGD(rep_b, lr=0.1, gamma=0.5, momentum=0.9,
-                          groups=[{"params": [rep_b[0].bias], **g2}])
+    opt = ReplicatedSGD(
+        rep_a,
+        lr=0.1,
+        gamma=0.5,
+        momentum=0.9,
+        groups=[{"params": [rep_a[0].weight], **g1}, {"params": [rep_a[0].bias], **g2}],
+    )
+    opt_w = ReplicatedSGD(
+        rep_b, lr=0.1, gamma=0.5, momentum=0.9, groups=[{"params": [rep_b[0].weight], **g1}]
+    )
+    opt_b = ReplicatedSGD(
+        rep_b, lr=0.1, gamma=0.5, momentum=0.9, groups=[{"params": [rep_b[0].bias], **g2}]
+    )
     sa, sb = [Stream(a) for a in range(3)], [Stream(a) for a in range(3)]
     for _ in range(20):
         for reps, streams, opts in ((rep_a, sa, [opt]), (rep_b, sb, [opt_w, opt_b])):

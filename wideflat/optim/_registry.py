@@ -34,5 +34,7 @@ def create_optimizer(name: str, model: nn.Module, **kwargs: Any) -> Optimizer:
         'ReplicatedSGD'
     """
     if name not in _FACTORIES:
-        raise ValueError(f"Invalid optimizer name: {name!r} (known: {', '.join(list_optimizers())})")
+        raise ValueError(
+            f"Invalid optimizer name: {name!r} (known: {', '.join(list_optimizers())})"
+        )
     return _FACTORIES[name](model, **kwargs)

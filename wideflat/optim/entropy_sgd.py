@@ -140,7 +140,9 @@ class EntropySGD(Optimizer):
         super().__init__(params, defaults)
         check.real_dense_params([p for g in self.param_groups for p in g["params"]])
         # Wrap, don't fork: the outer optimizer shares our groups and per-parameter state.
-        self.outer = outer(self.param_groups, lr=lr, **{k: v for k, v in outer_args.items() if k != "lr"})
+        self.outer = outer(
+            self.param_groups, lr=lr, **{k: v for k, v in outer_args.items() if k != "lr"}
+        )
         self.outer.param_groups = self.param_groups
         self.outer.state = self.state
         self.inner = inner(
@@ -168,7 +170,15 @@ class EntropySGD(Optimizer):
 
     def __getstate__(self) -> dict[str, Any]:
         # torch.optim.Optimizer pickles only defaults/state/groups; keep our parts too.
-        extra = ("outer", "inner", "check_finite", "_noise", "_steps", "_inner_args", "_inner_overrides")
+        extra = (
+            "outer",
+            "inner",
+            "check_finite",
+            "_noise",
+            "_steps",
+            "_inner_args",
+            "_inner_overrides",
+        )
         return {**super().__getstate__(), **{k: self.__dict__[k] for k in extra}}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -244,8 +254,14 @@ class EntropySGD(Optimizer):
                 first_loss = loss
             with torch.no_grad():
                 _esgd_inner_update(
-                    self.param_groups, self.inner, params, anchors, means, touched,
-                    self._noise, gamma_override,
+                    self.param_groups,
+                    self.inner,
+                    params,
+                    anchors,
+                    means,
+                    touched,
+                    self._noise,
+                    gamma_override,
                 )
         return first_loss, params, anchors, means, touched
 
@@ -316,7 +332,9 @@ def _esgd_inner_update(groups, inner, params, anchors, means, touched, noise_gen
         gamma = group["gamma"] if gamma_override is None else gamma_override
         if gamma != 0 and with_grad:
             grads = [params[i].grad for i in with_grad]
-            diffs = torch._foreach_sub([params[i] for i in with_grad], [anchors[i] for i in with_grad])
+            diffs = torch._foreach_sub(
+                [params[i] for i in with_grad], [anchors[i] for i in with_grad]
+            )
             torch._foreach_add_(grads, diffs, alpha=gamma)
         coupled.append((group, with_grad))
     inner.step()

@@ -52,7 +52,9 @@ class GammaScheduler:
             if last_epoch == -1:
                 group.setdefault("initial_gamma", group["gamma"])
             elif "initial_gamma" not in group:
-                raise ValueError(f"Invalid last_epoch: {last_epoch} but group {i} has no initial_gamma")
+                raise ValueError(
+                    f"Invalid last_epoch: {last_epoch} but group {i} has no initial_gamma"
+                )
         self.optimizer = optimizer
         self.base_gammas = [g["initial_gamma"] for g in optimizer.param_groups]
         self.last_epoch = last_epoch
@@ -239,7 +241,9 @@ def auto_gamma0_esgd(optimizer, closure: Callable) -> float:
     saved = optimizer._snapshot()
     first_loss, params, anchors, _, _ = optimizer._run_inner(closure, gamma_override=0.0)
     with torch.no_grad():
-        distance = sum(0.5 * float((p - w).pow(2).sum()) for p, w in zip(params, anchors, strict=True))
+        distance = sum(
+            0.5 * float((p - w).pow(2).sum()) for p, w in zip(params, anchors, strict=True)
+        )
     optimizer._restore(params, anchors, saved)
     loss = float(first_loss)
     if distance == 0:

@@ -11,6 +11,7 @@ from torch.optim import Optimizer
 
 from .. import _rng
 from ..replicas import Replicas
+from ..replicas.replicas import mean_over_replicas
 from . import _validate as check
 from .errors import NonFiniteLossError
 
@@ -190,10 +191,14 @@ class ReplicatedSGD(Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         if "replicated_sgd" not in state_dict:
-            raise ValueError("Invalid state_dict: missing 'replicated_sgd' (not a ReplicatedSGD state)")
+            raise ValueError(
+                "Invalid state_dict: missing 'replicated_sgd' (not a ReplicatedSGD state)"
+            )
         extra = state_dict.pop("replicated_sgd")
         if extra["y"] != self.y:
-            raise ValueError(f"Invalid state_dict: saved with y={extra['y']}, this optimizer has y={self.y}")
+            raise ValueError(
+                f"Invalid state_dict: saved with y={extra['y']}, this optimizer has y={self.y}"
+            )
         super().load_state_dict(state_dict)
         self._steps = int(extra["steps"])
         self._rng_states = [{k: v.clone() for k, v in s.items()} for s in extra["rng_states"]]
@@ -262,11 +267,7 @@ def _couple_(replicas: list[list[torch.Tensor]], strength: float) -> None:
     Parameters whose gradient is None in a replica are left alone there (the center still
     includes them), matching how torch optimizers skip parameters without gradients.
     """
-    y = len(replicas)
-    center = [p.detach().clone() for p in replicas[0]]
-    for params in replicas[1:]:
-        torch._foreach_add_(center, params)
-    torch._foreach_div_(center, float(y))
+    center = mean_over_replicas(replicas)
     for params in replicas:
         live = [i for i, p in enumerate(params) if p.grad is not None]
         if not live:

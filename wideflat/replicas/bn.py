@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 
-def recompute_bn(model: nn.Module, data: Iterable, *, device: torch.device | str | None = None) -> nn.Module:
+def recompute_bn(
+    model: nn.Module, data: Iterable, *, device: torch.device | str | None = None
+) -> nn.Module:
     r"""Recompute BatchNorm running statistics of ``model`` on ``data``, in place.
 
     The parameters of a replica center w̄ are an average of networks, so neither any

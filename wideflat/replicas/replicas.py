@@ -31,7 +31,9 @@ class Replicas(nn.Module):
         >>> center = reps.center()          # a plain nn.Linear holding w̄
     """
 
-    def __init__(self, model: nn.Module, y: int, *, init: str = "independent", seed: int | None = None):
+    def __init__(
+        self, model: nn.Module, y: int, *, init: str = "independent", seed: int | None = None
+    ):
         super().__init__()
         if not isinstance(model, nn.Module):
             raise ValueError(f"Invalid model: {type(model).__name__} is not a torch.nn.Module")
@@ -76,13 +78,13 @@ class Replicas(nn.Module):
     def center_parameters(self) -> list[torch.Tensor]:
         """w̄ = (1/y) Σ_a w_a for each parameter, summed in replica order."""
         lists = self.parameter_lists()
-        return _mean_over_replicas(lists)
+        return mean_over_replicas(lists)
 
     @torch.no_grad()
     def distances(self) -> torch.Tensor:
         """d(w_a, w̄) = ½ Σ_i (w_a,i − w̄_i)² for each replica a, as a float64 tensor."""
         lists = self.parameter_lists()
-        center = _mean_over_replicas(lists)
+        center = mean_over_replicas(lists)
         out = torch.zeros(self.y, dtype=torch.float64)
         for a, params in enumerate(lists):
             for p, c in zip(params, center, strict=True):
@@ -105,17 +107,25 @@ class Replicas(nn.Module):
         buffer_lists = [list(r.buffers()) for r in self.replicas]
         for i, b in enumerate(center.buffers()):
             if b.is_floating_point():
-                b.copy_(_mean_over_replicas([[bl[i]] for bl in buffer_lists])[0])
+                b.copy_(mean_over_replicas([[bl[i]] for bl in buffer_lists])[0])
         return center
 
 
-def _mean_over_replicas(lists: list[list[torch.Tensor]]) -> list[torch.Tensor]:
-    total = [p.detach().clone() for p in lists[0]]
-    for params in lists[1:]:
-        torch._foreach_add_(total, [p.detach() for p in params])
-    if len(lists) > 1:
-        torch._foreach_div_(total, float(len(lists)))
-    return total
+def mean_over_replicas(lists: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    """w̄ = w_0 + (1/y) Σ_a (w_a − w_0), per parameter.
+
+    Algebraically the plain mean, but it sums the (small) deviations from replica 0 rather
+    than the weights, so identical replicas give w̄ = w_0 exactly and the rounding error
+    scales with the spread of the replicas, not with the size of the weights.
+    """
+    first = [p.detach() for p in lists[0]]
+    if len(lists) == 1:
+        return [p.clone() for p in first]
+    spread = torch._foreach_sub([p.detach() for p in lists[1]], first)
+    for params in lists[2:]:
+        torch._foreach_add_(spread, torch._foreach_sub([p.detach() for p in params], first))
+    torch._foreach_div_(spread, float(len(lists)))
+    return torch._foreach_add(first, spread)
 
 
 def _reinitialize(module: nn.Module, seed: int) -> None:
