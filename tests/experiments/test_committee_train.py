@@ -1,0 +1,505 @@
+"""Tests of the committee machine (wideflat.models.committee) and its batched trainer.
+
+The central check replays every algorithm with an independent single-network reference loop
+(autograd gradients of the textbook loss formula, Python loops over restarts and replicas,
+the documented draw order of each restart's generator) and requires the batched program to
+agree to 1e-6 in float64, with the same stop reasons and epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from wideflat.experiments.committee_train import (
+    ALGORITHMS,
+    COMMITTEE_PRESETS,
+    committee_preset,
+    list_committee_algorithms,
+    restart_generator,
+    train_committee,
+)
+from wideflat.models.committee import (
+    CommitteeMachine,
+    committee_errors,
+    committee_loss,
+    committee_loss_and_grad,
+    committee_output,
+    init_committee_weights,
+    normalize_units,
+    omega_loss,
+    omega_loss_grad,
+)
+
+F64 = torch.float64
+
+
+def teacher_data(n=21, k=3, m=60, m_test=40, seed=3):
+    """Random ±1 patterns labelled by a random teacher committee machine."""
+    g = torch.Generator().manual_seed(seed)
+    X = (torch.randint(0, 2, (m + m_test, n), generator=g) * 2 - 1).to(F64)
+    teacher = init_committee_weights(k, n, generator=g, dtype=F64)
+    y = committee_output(teacher, X)
+    return X[:m], y[:m], X[m:], y[m:]
+
+
+# --------------------------------------------------------------------------- model
+
+
+def brute_force_output(w, X):
+    """σ(w, x) for one network (K, N) by explicit loops over patterns and units."""
+    k, n = w.shape
+    outs = []
+    for x in X.tolist():
+        votes = 0
+        for row in w.tolist():
+            h = sum(a * b for a, b in zip(row, x, strict=True)) / math.sqrt(n)
+            votes += 1 if h >= 0 else -1
+        outs.append(1.0 if votes > 0 else -1.0)
+    return torch.tensor(outs, dtype=F64)
+
+
+def test_output_and_errors_match_brute_force_loop():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(2, 3, 5, 11, generator=g, dtype=F64)
+    X = torch.randn(17, 11, generator=g, dtype=F64).sign()
+    y = torch.randn(17, generator=g, dtype=F64).sign()
+    out = committee_output(w, X)
+    err = committee_errors(w, X, y)
+    assert out.shape == (2, 3, 17) and err.shape == (2, 3)
+    for i in range(2):
+        for j in range(3):
+            ref = brute_force_output(w[i, j], X)
+            assert torch.equal(out[i, j], ref)
+            assert err[i, j].item() == pytest.approx((ref != y).double().mean().item(), abs=0)
+    # One minibatch per network: X with leading dimensions.
+    Xb = torch.randn(2, 3, 4, 11, generator=g, dtype=F64).sign()
+    outb = committee_output(w, Xb)
+    assert torch.equal(outb[1, 2], brute_force_output(w[1, 2], Xb[1, 2]))
+
+
+def test_sign_zero_counts_as_plus_one():
+    # Unit 0 has zero pre-activation on x (sign(0) = +1), units 1 and 2 disagree.
+    w = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    x = torch.tensor([[1.0, 1.0]])
+    assert committee_output(w, x).item() == 1.0
+
+
+def test_omega_loss_formula_stability_and_gradient():
+    x = torch.linspace(-3, 3, 13, dtype=F64)
+    for omega in (0.3, 2.0):
+        direct = -x / 2 + torch.log(2 * torch.cosh(omega * x)) / (2 * omega)
+        torch.testing.assert_close(omega_loss(x, omega), direct, rtol=1e-13, atol=1e-15)
+        xa = x.clone().requires_grad_(True)
+        omega_loss(xa, omega).sum().backward()
+        torch.testing.assert_close(omega_loss_grad(x, omega), xa.grad, rtol=1e-13, atol=1e-15)
+        h = 1e-6
+        fd = (omega_loss(x + h, omega) - omega_loss(x - h, omega)) / (2 * h)
+        torch.testing.assert_close(omega_loss_grad(x, omega), fd, rtol=1e-7, atol=1e-9)
+    # Large |ω x|: log(2 cosh) overflows in the naive form, the stable form does not.
+    big = torch.tensor([-400.0, 400.0], dtype=F64)
+    f = omega_loss(big, 5.0)
+    assert torch.isfinite(f).all()
+    assert f[0].item() == pytest.approx(400.0, rel=1e-12)  # f(x) → −x for x → −∞
+    assert 0 <= f[1].item() < 1e-300
+    assert torch.isfinite(omega_loss_grad(big, 5.0)).all()
+
+
+def test_loss_and_grad_match_autograd_and_finite_differences():
+    g = torch.Generator().manual_seed(1)
+    w = normalize_units(torch.randn(2, 3, 5, 13, generator=g, dtype=F64))
+    X = torch.randn(20, 13, generator=g, dtype=F64).sign()
+    y = torch.randn(20, generator=g, dtype=F64).sign()
+    loss, grad = committee_loss_and_grad(w, X, y, beta=1.7, omega=0.8)
+    wa = w.clone().requires_grad_(True)
+    ref = committee_loss(wa, X, y, beta=1.7, omega=0.8)
+    ref.sum().backward()
+    torch.testing.assert_close(loss, ref.detach(), rtol=1e-13, atol=0)
+    torch.testing.assert_close(grad, wa.grad, rtol=1e-11, atol=1e-14)
+    # Finite differences on a few coordinates of one network.
+    for idx in [(0, 0, 0, 0), (1, 2, 4, 12), (0, 1, 2, 7)]:
+        e = torch.zeros_like(w)
+        e[idx] = 1e-6
+        lp = committee_loss(w + e, X, y, beta=1.7, omega=0.8)[idx[:2]]
+        lm = committee_loss(w - e, X, y, beta=1.7, omega=0.8)[idx[:2]]
+        assert grad[idx].item() == pytest.approx(((lp - lm) / 2e-6).item(), rel=1e-6, abs=1e-10)
+    # Per-network minibatches (leading dims on X and y).
+    Xb = torch.randn(2, 3, 6, 13, generator=g, dtype=F64).sign()
+    yb = torch.randn(2, 3, 6, generator=g, dtype=F64).sign()
+    _, gb = committee_loss_and_grad(w, Xb, yb, beta=1.0, omega=0.5)
+    w12 = w[1, 2].clone().requires_grad_(True)
+    committee_loss(w12, Xb[1, 2], yb[1, 2], beta=1.0, omega=0.5).backward()
+    torch.testing.assert_close(gb[1, 2], w12.grad, rtol=1e-11, atol=1e-14)
+
+
+def test_normalization_invariants():
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(4, 5, 9, generator=g, dtype=F64)
+    wn = normalize_units(w)
+    torch.testing.assert_close(wn.norm(dim=-1), torch.full((4, 5), 3.0, dtype=F64))
+    # Same directions, idempotent.
+    torch.testing.assert_close(wn / wn.norm(dim=-1, keepdim=True), w / w.norm(dim=-1, keepdim=True))
+    torch.testing.assert_close(normalize_units(wn), wn, rtol=1e-15, atol=1e-15)
+    # The sign network is invariant under positive per-unit rescaling.
+    X = torch.randn(30, 9, generator=g, dtype=F64).sign()
+    scales = torch.rand(4, 5, 1, generator=g, dtype=F64) * 10 + 0.01
+    assert torch.equal(committee_output(w * scales, X), committee_output(wn, X))
+    # A zero unit stays zero (no NaN).
+    z = wn.clone()
+    z[0, 0] = 0
+    assert torch.isfinite(normalize_units(z)).all() and normalize_units(z)[0, 0].abs().sum() == 0
+    # Uniform init then normalization.
+    w0 = init_committee_weights(3, 5, 16, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(w0.norm(dim=-1), torch.full((3, 5), 4.0))
+
+
+def test_committee_machine_module():
+    g = torch.Generator().manual_seed(4)
+    net = CommitteeMachine(12, 3, generator=g, dtype=F64)
+    X, y = torch.randn(10, 12, generator=g, dtype=F64).sign(), torch.ones(10, dtype=F64)
+    assert torch.equal(net(X), committee_output(net.weight.detach(), X))
+    net.loss(X, y, beta=1.0, omega=0.5).backward()
+    _, grad = committee_loss_and_grad(net.weight.detach(), X, y, beta=1.0, omega=0.5)
+    torch.testing.assert_close(net.weight.grad, grad)
+    with torch.no_grad():
+        net.weight.mul_(3.0)
+    net.normalize_()
+    torch.testing.assert_close(net.weight.norm(dim=1), torch.full((3,), math.sqrt(12), dtype=F64))
+    assert "num_hidden=3" in repr(net)
+
+
+def test_model_bad_inputs():
+    w = torch.randn(4, 10)
+    X = torch.randn(5, 10).sign()
+    with pytest.raises(ValueError, match="K=4"):
+        committee_output(w, X)
+    with pytest.raises(ValueError, match="Shape mismatch"):
+        committee_output(torch.randn(3, 10), torch.randn(5, 11))
+    with pytest.raises(ValueError, match="must be \\+1 or -1"):
+        committee_errors(torch.randn(3, 10), X, torch.tensor([1.0, -1.0, 0.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="Invalid omega"):
+        omega_loss(torch.zeros(2), 0.0)
+    with pytest.raises(ValueError, match="Invalid beta"):
+        committee_loss(torch.randn(3, 10), X, torch.ones(5), beta=-1.0, omega=1.0)
+    with pytest.raises(ValueError, match="num_hidden"):
+        CommitteeMachine(10, 2)
+
+
+# --------------------------------------------------------------------------- reference loop
+
+
+def reference_train(algorithm, X, y, *, restarts, seed, max_epochs, k, overrides):
+    """Independent per-network implementation: one restart at a time, one replica at a time,
+    autograd gradients, the textbook ω-loss, working in the hyper-parameters' coordinates."""
+    hp = committee_preset(algorithm, overrides)
+    m, n = X.shape
+    c = n if hp.unit_norm == "one" else 1  # working coordinates u = w / √c
+    unit = math.sqrt(n / c)  # norm of a hidden unit in working coordinates
+    b, S = hp.batch_size, m // hp.batch_size
+    kind = algorithm.split("-")[0]
+
+    def norm(u):
+        return torch.stack([row * (unit / row.norm()) for row in u])
+
+    def soft_loss(u, Xb, yb, beta, omega):
+        h = Xb @ u.T / unit  # = w·x/√N in both coordinate systems
+        marg = yb * torch.tanh(beta * h).sum(1) / math.sqrt(k)
+        return (-marg / 2 + torch.log(2 * torch.cosh(omega * marg)) / (2 * omega)).mean()
+
+    def grad(u, Xb, yb, beta, omega):
+        u = u.detach().clone().requires_grad_(True)
+        soft_loss(u, Xb, yb, beta, omega).backward()
+        return u.grad
+
+    def errors(u):
+        h = X @ u.T
+        votes = ((h >= 0).to(F64) * 2 - 1).sum(1)
+        return ((votes > 0).to(F64) * 2 - 1 != y).to(F64).mean().item()
+
+    def dist(a, bb):
+        return 0.5 * ((a - bb) ** 2).sum().item()
+
+    out = []
+    for r in range(restarts):
+        gen = restart_generator(seed, r)
+        w0 = torch.rand((hp.replicas, k, n), generator=gen, dtype=F64) * 2 - 1
+        reps = [norm(w0[a]) for a in range(hp.replicas)]
+        steps, reason = 0, None
+        while reason is None:
+            if kind in ("sgd", "rsgd"):
+                epoch = steps // S
+                beta, omega, gamma = hp.beta(epoch), hp.omega(epoch), hp.gamma(epoch)
+                if kind == "rsgd" and hp.lr * hp.coupling_period * gamma >= 2:
+                    reason = "unstable"
+                    break
+                perms = [torch.randperm(m, generator=gen) for _ in range(hp.replicas)]
+                for s in range(S):
+                    center = sum(reps) / len(reps)
+                    steps += 1
+                    new = []
+                    for a, u in enumerate(reps):
+                        idx = perms[a][s * b : (s + 1) * b]
+                        g = grad(u, X[idx], y[idx], beta, omega)
+                        if kind == "rsgd" and steps % hp.coupling_period == 0:
+                            g = g + hp.coupling_period * gamma * (u - center)
+                        new.append(norm(u - hp.lr * g))
+                    reps = new
+                center = sum(reps) / len(reps)
+                net = norm(center) if kind == "rsgd" else reps[0]
+                d = sum(dist(u, center) for u in reps) / len(reps)
+            else:  # esgd
+                L = hp.inner_steps
+                if hp.inner_lr * hp.gamma((steps + L - 1) // S) >= 2:
+                    reason = "unstable"
+                    break
+                u = reps[0]
+                up, mu = u.clone(), u.clone()
+                for _ in range(L):
+                    epoch, pos = divmod(steps, S)
+                    if pos == 0:
+                        perm = torch.randperm(m, generator=gen)
+                    idx = perm[pos * b : (pos + 1) * b]
+                    g = grad(up, X[idx], y[idx], hp.beta(epoch), hp.omega(epoch))
+                    g = g + hp.gamma(epoch) * (up - u)
+                    noise = torch.randn((1, k, n), generator=gen, dtype=F64)[0]
+                    up = norm(up - hp.inner_lr * g + math.sqrt(hp.inner_lr) * hp.noise * noise)
+                    mu = hp.mean_decay * mu + (1 - hp.mean_decay) * up
+                    steps += 1
+                u = norm(u - hp.lr * (u - mu))
+                reps = [u]
+                net = u
+                d = dist(u, mu)
+            last = (steps - 1) // S
+            err = errors(net)
+            loss = soft_loss(net, X, y, hp.beta(last), hp.omega(last)).item()
+            if algorithm == "sgd-fast" and err == 0:
+                reason = "zero-errors"
+            elif algorithm == "sgd-slow" and loss < hp.stop_loss:
+                reason = "loss"
+            elif kind in ("rsgd", "esgd") and d < hp.stop_distance:
+                reason = "distance"
+            elif steps >= max_epochs * S:
+                reason = "max-epochs"
+        if reason == "unstable":
+            center = sum(reps) / len(reps)
+            net = norm(center) if kind == "rsgd" else reps[0]
+            err = errors(net)
+        out.append(
+            dict(w=net * math.sqrt(c), reason=reason, epochs=steps / S, steps=steps, err=err)
+        )
+    return out
+
+
+REFERENCE_CASES = {
+    "sgd-fast": ("sgd-fast", dict(lr=3.0, batch_size=20)),
+    "sgd-slow": (
+        "sgd-slow",
+        dict(lr=3.0, batch_size=20, omega1=0.1, beta1=0.05, stop_loss=1e-3),
+    ),
+    "rsgd-fast": (
+        "rsgd-fast",
+        dict(lr=1.0, batch_size=20, replicas=3, gamma0=0.05, gamma1=0.1, stop_distance=1e-3),
+    ),
+    "rsgd-fast-period2": (
+        "rsgd-fast",
+        dict(
+            lr=1.0,
+            batch_size=20,
+            replicas=3,
+            gamma0=0.05,
+            gamma1=0.1,
+            stop_distance=1e-3,
+            coupling_period=2,
+        ),
+    ),
+    "rsgd-slow-unit-norm-one": (
+        "rsgd-slow",
+        dict(
+            lr=0.02,
+            batch_size=20,
+            replicas=3,
+            gamma0=0.5,
+            gamma1=0.1,
+            stop_distance=1e-4,
+            unit_norm="one",
+        ),
+    ),
+    "rsgd-unstable": (
+        "rsgd-fast",
+        dict(lr=2.0, batch_size=20, replicas=3, gamma0=0.05, gamma1=0.1, stop_distance=1e-4),
+    ),
+    "esgd": (
+        "esgd",
+        dict(
+            lr=0.7,
+            inner_lr=1.0,
+            noise=1e-3,
+            inner_steps=4,
+            gamma0=0.1,
+            gamma1=0.1,
+            batch_size=20,
+            stop_distance=1e-4,
+        ),
+    ),
+    "esgd-unit-norm-one": (
+        "esgd",
+        dict(
+            lr=0.7,
+            inner_lr=0.02,
+            noise=1e-2,
+            inner_steps=4,
+            gamma0=0.5,
+            gamma1=0.1,
+            batch_size=20,
+            stop_distance=1e-6,
+            unit_norm="one",
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFERENCE_CASES))
+def test_batched_training_equals_per_network_reference(case):
+    algorithm, overrides = REFERENCE_CASES[case]
+    X, y, Xt, yt = teacher_data()
+    kw = dict(restarts=3, seed=5, max_epochs=60, overrides=overrides)
+    res = train_committee(algorithm, X, y, X_test=Xt, y_test=yt, progress=False, num_hidden=3, **kw)
+    ref = reference_train(algorithm, X, y, k=3, **kw)
+    assert res.weights.shape == (3, 3, X.shape[1])
+    for r, rr in enumerate(ref):
+        assert res.stop_reason[r] == rr["reason"], (r, res.stop_reason, rr["reason"])
+        assert res.epochs[r].item() == pytest.approx(rr["epochs"], abs=1e-12)
+        assert res.steps[r].item() == rr["steps"]
+        torch.testing.assert_close(res.weights[r], rr["w"], rtol=0, atol=1e-6)
+        assert res.train_error[r].item() == pytest.approx(rr["err"], abs=1e-12)
+        torch.testing.assert_close(
+            res.test_error[r], committee_errors(rr["w"], Xt, yt).double(), rtol=0, atol=1e-12
+        )
+    torch.testing.assert_close(
+        res.weights.norm(dim=-1), torch.full((3, 3), math.sqrt(X.shape[1]), dtype=F64)
+    )
+    # The cases are chosen so that the stopping rule, not only the cap, is exercised.
+    expected = {"sgd-fast": "zero-errors", "sgd-slow": "loss"}.get(algorithm, "distance")
+    if case == "rsgd-unstable":
+        expected = "unstable"
+    assert expected in res.stop_reason
+
+
+# --------------------------------------------------------------------------- stopping
+
+
+def test_stopped_restart_stays_frozen_and_cap_is_reported():
+    X, y, _, _ = teacher_data()
+    ov = dict(lr=3.0, batch_size=20)
+    short = train_committee(
+        "sgd-fast", X, y, restarts=4, seed=0, max_epochs=55, progress=False, overrides=ov,
+        num_hidden=3,
+    )  # fmt: skip
+    long = train_committee(
+        "sgd-fast", X, y, restarts=4, seed=0, max_epochs=80, progress=False, overrides=ov,
+        num_hidden=3,
+    )  # fmt: skip
+    assert "zero-errors" in short.stop_reason and "max-epochs" in short.stop_reason
+    for r in range(4):
+        if short.stop_reason[r] == "zero-errors":
+            # Stopped before the cap: identical in a longer run (frozen while others trained).
+            assert long.stop_reason[r] == "zero-errors"
+            assert long.epochs[r] == short.epochs[r] < 55
+            assert torch.equal(long.weights[r], short.weights[r])
+            assert short.train_error[r] == 0
+        else:
+            assert short.stop_reason[r] == "max-epochs" and short.epochs[r] == 55
+            assert short.train_error[r] > 0
+            assert long.epochs[r] > 55
+    # The paper's SGD-fast step size makes no progress in 2 epochs: every restart is capped.
+    capped = train_committee("sgd-fast", X, y, restarts=2, seed=0, max_epochs=2, progress=False,
+                             overrides={"batch_size": 20}, num_hidden=3)  # fmt: skip
+    assert capped.stop_reason == ("max-epochs", "max-epochs")
+    assert capped.epochs.tolist() == [2.0, 2.0] and capped.steps.tolist() == [6, 6]
+
+
+def test_restart_is_independent_of_batch_and_seeded():
+    X, y, _, _ = teacher_data()
+    ov = dict(lr=1.0, batch_size=20, replicas=3, gamma0=0.05, gamma1=0.1, stop_distance=1e-3)
+    kw = dict(seed=9, max_epochs=6, progress=False, overrides=ov, num_hidden=3)
+    three = train_committee("rsgd-fast", X, y, restarts=3, **kw)
+    one = train_committee("rsgd-fast", X, y, restarts=1, **kw)
+    torch.testing.assert_close(one.weights[0], three.weights[0], rtol=0, atol=1e-12)
+    again = train_committee("rsgd-fast", X, y, restarts=3, **kw)
+    assert torch.equal(again.weights, three.weights)
+    other = train_committee("rsgd-fast", X, y, restarts=3, **{**kw, "seed": 10})
+    assert not torch.allclose(other.weights, three.weights)
+    assert not torch.allclose(three.weights[0], three.weights[1])
+
+
+def test_non_finite_weights_are_reported():
+    X, y, _, _ = teacher_data()
+    # Finite inputs whose dot products overflow: the weights become NaN in the first epoch.
+    res = train_committee("sgd-fast", X * 1e308, y, restarts=2, seed=0, max_epochs=5,
+                          progress=False, overrides={"batch_size": 20}, num_hidden=3)  # fmt: skip
+    assert res.stop_reason == ("non-finite", "non-finite")
+    assert res.epochs.tolist() == [1.0, 1.0]
+
+
+def test_presets_progress_bar_and_summary(capsys):
+    assert list_committee_algorithms() == list(ALGORITHMS) == list(COMMITTEE_PRESETS)
+    hp = COMMITTEE_PRESETS["esgd"]
+    assert (hp.lr, hp.inner_lr, hp.noise, hp.inner_steps, hp.gamma0, hp.gamma1) == (
+        1e-3, 5e-3, 1e-6, 20, 10.0, 5e-5,
+    )  # fmt: skip
+    assert COMMITTEE_PRESETS["rsgd-fast"].replicas == 10
+    assert hp.gamma(2) == pytest.approx(10.0 * (1 + 5e-5) ** 2)
+    X, y, Xt, yt = teacher_data()
+    res = train_committee("esgd", X, y, restarts=2, seed=0, max_epochs=3, X_test=Xt,
+                          y_test=yt, progress=True,
+                          overrides={"batch_size": 20, "inner_steps": 2})  # fmt: skip
+    err = capsys.readouterr().err
+    assert "esgd" in err and "active=" in err and "train_err=" in err
+    summary = json.loads(json.dumps(res.summary()))
+    assert summary["stop_reason"] == ["max-epochs", "max-epochs"]
+    assert summary["epochs"] == [pytest.approx(10 / 3)] * 2  # whole outer iterations
+    assert summary["hparams"]["inner_steps"] == 2 and len(summary["test_error"]) == 2
+    assert res.wall_time > 0
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+def test_trainer_bad_inputs():
+    X, y, Xt, yt = teacher_data()
+    kw = dict(restarts=1, seed=0, max_epochs=1, progress=False, num_hidden=3)
+    with pytest.raises(ValueError, match="known algorithms: sgd-fast, sgd-slow, rsgd-fast"):
+        train_committee("adam", X, y, **kw)
+    with pytest.raises(ValueError, match="K=4"):
+        train_committee("sgd-fast", X, y, **{**kw, "num_hidden": 4})
+    y_bad = y.clone()
+    y_bad[3] = 0.0
+    with pytest.raises(ValueError, match="must be \\+1 or -1, found 0.0"):
+        train_committee("sgd-fast", X, y_bad, **kw)
+    with pytest.raises(ValueError, match="Shape mismatch"):
+        train_committee("sgd-fast", X, y[:-1], **kw)
+    with pytest.raises(ValueError, match="Shape mismatch: X_test"):
+        train_committee("sgd-fast", X, y, X_test=Xt[:, :-1], y_test=yt, **kw)
+    with pytest.raises(ValueError, match="together"):
+        train_committee("sgd-fast", X, y, X_test=Xt, **kw)
+    with pytest.raises(ValueError, match="Unknown hyper-parameter"):
+        train_committee("sgd-fast", X, y, overrides={"momentum": 0.9}, **kw)
+    with pytest.raises(ValueError, match="Invalid lr"):
+        train_committee("sgd-fast", X, y, overrides={"lr": -1.0}, **kw)
+    with pytest.raises(ValueError, match="Invalid replicas"):
+        train_committee("sgd-fast", X, y, overrides={"replicas": 3}, **kw)
+    with pytest.raises(ValueError, match="Invalid unit_norm"):
+        train_committee("esgd", X, y, overrides={"unit_norm": "two"}, **kw)
+    with pytest.raises(ValueError, match="batch_size"):
+        train_committee("sgd-fast", X, y, **kw)  # preset minibatch 100 > M = 60
+    with pytest.raises(ValueError, match="Invalid restarts"):
+        train_committee("sgd-fast", X, y, **{**kw, "restarts": 0})
+    with pytest.raises(ValueError, match="Invalid seed"):
+        train_committee("sgd-fast", X, y, **{**kw, "seed": -1})
+    with pytest.raises(ValueError, match="Invalid max_epochs"):
+        train_committee("sgd-fast", X, y, **{**kw, "max_epochs": 0})
+    with pytest.raises(ValueError, match="NaN"):
+        train_committee("sgd-fast", X * float("nan"), y, **kw)
