@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import wideflat.flatness.local_energy as le
 from wideflat.flatness.local_energy import LocalEnergyProfile, local_energy
 from wideflat.flatness.plots import plot_local_energy
 
@@ -189,7 +190,11 @@ class _NotVmappable(nn.Module):
         return self.lin(x)
 
 
-def test_auto_falls_back_to_loop():
+def test_auto_engine_choice_and_fallback(monkeypatch):
+    assert local_energy(_mlp(), _data(), [0.3], 2, progress=False).engine == "loop"  # CPU
+    # on an accelerator "auto" tries vmap; simulate that choice to test the fallback on CPU
+    monkeypatch.setattr(le, "_auto_prefers_vmap", lambda device: True)
+    assert local_energy(_mlp(), _data(), [0.3], 2, progress=False).engine == "vmap"
     torch.manual_seed(0)
     model, data = _NotVmappable(), _data()
     with pytest.warns(RuntimeWarning, match="vmap engine unavailable"):
