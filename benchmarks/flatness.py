@@ -29,7 +29,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))  # run from a checkout without installing
 
-from wideflat.flatness.local_energy import local_energy  # noqa: E402
+from wideflat.flatness.energy import local_energy  # noqa: E402
 
 
 def lenet() -> nn.Module:

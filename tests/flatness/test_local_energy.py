@@ -1,4 +1,4 @@
-"""Tests for wideflat.flatness.local_energy and plot_local_energy.
+"""Tests for wideflat.flatness.energy and plot_local_energy.
 
 References used: the model's own train loss, a Monte Carlo loop written here (plain per-draw
 perturbation of a copy of the model), the closed-form expectation of the squared loss of a
@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import wideflat.flatness.local_energy as le
-from wideflat.flatness.local_energy import LocalEnergyProfile, local_energy
+import wideflat.flatness.energy as le
+from wideflat.flatness.energy import LocalEnergyProfile, local_energy
 from wideflat.flatness.plots import plot_local_energy
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -331,11 +331,10 @@ def _esgd_inner_update(groups, inner, params, anchors, means, touched, noise_gen
         touched.update(with_grad)
         gamma = group["gamma"] if gamma_override is None else gamma_override
         if gamma != 0 and with_grad:
+            # g' += γ (w' − w), as two in-place passes (no temporary the size of the model)
             grads = [params[i].grad for i in with_grad]
-            diffs = torch._foreach_sub(
-                [params[i] for i in with_grad], [anchors[i] for i in with_grad]
-            )
-            torch._foreach_add_(grads, diffs, alpha=gamma)
+            torch._foreach_add_(grads, [params[i] for i in with_grad], alpha=gamma)
+            torch._foreach_add_(grads, [anchors[i] for i in with_grad], alpha=-gamma)
         coupled.append((group, with_grad))
     inner.step()
     for group, with_grad in coupled:

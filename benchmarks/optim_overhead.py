@@ -1,0 +1,157 @@
+"""Per-gradient overhead of EntropySGD and ReplicatedSGD against plain SGD.
+
+Same model, same minibatch shapes, same number of gradient evaluations:
+
+* eSGD with L = 5 (one outer step = 5 gradients) against 5 SGD steps;
+* rSGD with y = 3 (one step = 3 gradients, one per replica) against 3 SGD steps on 3
+  models (the same work as 3 independent SGD runs).
+
+Both optimizers use momentum 0.9 (Nesterov) and weight decay, as in the paper. The
+variants alternate in one run; each figure is the median over rounds, and the printed
+ratio is median(variant) / median(SGD). Target: ≤ 1.05 each.
+
+    python benchmarks/optim_overhead.py [--rounds 15] [--batch 128] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from wideflat.models import create_model
+from wideflat.optim import EntropySGD, ReplicatedSGD
+
+SETTINGS = dict(momentum=0.9, nesterov=True, weight_decay=1e-4)
+
+
+def data(batch: int, n_batches: int = 16):
+    g = torch.Generator().manual_seed(0)
+    xs = torch.randn(n_batches, batch, 3, 32, 32, generator=g)
+    ts = torch.randint(0, 10, (n_batches, batch), generator=g)
+    return xs, ts
+
+
+class Batches:
+    def __init__(self, xs, ts):
+        self.xs, self.ts, self.i = xs, ts, 0
+
+    def __call__(self):
+        self.i = (self.i + 1) % len(self.xs)
+        return self.xs[self.i], self.ts[self.i]
+
+
+def sgd_runner(models: list[nn.Module], batches: Batches, n_steps: int):
+    opts = [torch.optim.SGD(m.parameters(), lr=0.01, **SETTINGS) for m in models]
+
+    def run():
+        for _ in range(n_steps):
+            for m, opt in zip(models, opts, strict=True):
+                x, t = batches()
+                opt.zero_grad()
+                F.cross_entropy(m(x), t).backward()
+                opt.step()
+
+    return run
+
+
+def esgd_runner(model: nn.Module, batches: Batches, inner_steps: int, noise: float = 1e-4):
+    opt = EntropySGD(
+        model.parameters(),
+        lr=0.1,
+        inner_lr=0.01,
+        inner_steps=inner_steps,
+        gamma=0.03,
+        noise=noise,
+        seed=0,
+        **SETTINGS,
+    )
+
+    def closure():
+        x, t = batches()
+        loss = F.cross_entropy(model(x), t)
+        loss.backward()
+        return loss
+
+    return lambda: opt.step(closure)
+
+
+def rsgd_runner(model: nn.Module, batches: Batches, y: int):
+    opt = ReplicatedSGD(model, lr=0.01, y=y, gamma=1e-3, coupling_every=1, seed=0, **SETTINGS)
+
+    def closure(a):
+        x, t = batches()
+        loss = F.cross_entropy(opt.replicas[a](x), t)
+        loss.backward()
+        return loss
+
+    return lambda: opt.step(closure)
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def compare(name: str, baseline, variant, rounds: int) -> float:
+    baseline(), variant()  # warm-up
+    base_t, var_t = [], []
+    for r in range(rounds):
+        pair = [(base_t, baseline), (var_t, variant)]
+        for times, fn in pair if r % 2 == 0 else pair[::-1]:  # alternate the order too
+            times.append(timed(fn))
+    b, v = statistics.median(base_t), statistics.median(var_t)
+    print(f"{name:<34} SGD {b * 1e3:8.1f} ms   variant {v * 1e3:8.1f} ms   ratio {v / b:.3f}")
+    return v / b
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--model", default="smallconvnet")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    net = create_model(args.model, num_classes=10, in_channels=3, image_size=32)
+    n_params = sum(p.numel() for p in net.parameters())
+    print(
+        f"wideflat optimizer overhead | {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}, {args.threads} thread(s) | {args.model} "
+        f"({n_params / 1e6:.2f}M params), batch {args.batch}, {args.rounds} rounds, medians"
+    )
+    xs, ts = data(args.batch)
+    r1 = compare(
+        "eSGD L=5 vs 5 SGD steps",
+        sgd_runner([copy.deepcopy(net)], Batches(xs, ts), 5),
+        esgd_runner(copy.deepcopy(net), Batches(xs, ts), 5),
+        args.rounds,
+    )
+    r0 = compare(
+        "eSGD L=5 noise=0 vs 5 SGD steps",
+        sgd_runner([copy.deepcopy(net)], Batches(xs, ts), 5),
+        esgd_runner(copy.deepcopy(net), Batches(xs, ts), 5, noise=0.0),
+        args.rounds,
+    )
+    r2 = compare(
+        "rSGD y=3 vs 3 SGD steps (3 models)",
+        sgd_runner([copy.deepcopy(net) for _ in range(3)], Batches(xs, ts), 1),
+        rsgd_runner(copy.deepcopy(net), Batches(xs, ts), 3),
+        args.rounds,
+    )
+    print(
+        f"per-gradient overhead ratios: eSGD {r1:.3f}, rSGD {r2:.3f} (target <= 1.05); "
+        f"eSGD without Langevin noise {r0:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
