@@ -287,8 +287,17 @@ def reference_train(algorithm, X, y, *, restarts, seed, max_epochs, k, overrides
             center = sum(reps) / len(reps)
             net = norm(center) if kind == "rsgd" else reps[0]
             err = errors(net)
+            last = max(steps - 1, 0) // S
+            loss = soft_loss(net, X, y, hp.beta(last), hp.omega(last)).item()
         out.append(
-            dict(w=net * math.sqrt(c), reason=reason, epochs=steps / S, steps=steps, err=err)
+            dict(
+                w=net * math.sqrt(c),
+                reason=reason,
+                epochs=steps / S,
+                steps=steps,
+                err=err,
+                loss=loss,
+            )
         )
     return out
 
@@ -375,6 +384,7 @@ def test_batched_training_equals_per_network_reference(case):
         assert res.steps[r].item() == rr["steps"]
         torch.testing.assert_close(res.weights[r], rr["w"], rtol=0, atol=1e-6)
         assert res.train_error[r].item() == pytest.approx(rr["err"], abs=1e-12)
+        assert res.train_loss[r].item() == pytest.approx(rr["loss"], rel=1e-9, abs=1e-15)
         torch.testing.assert_close(
             res.test_error[r], committee_errors(rr["w"], Xt, yt).double(), rtol=0, atol=1e-12
         )
@@ -433,6 +443,24 @@ def test_restart_is_independent_of_batch_and_seeded():
     other = train_committee("rsgd-fast", X, y, restarts=3, **{**kw, "seed": 10})
     assert not torch.allclose(other.weights, three.weights)
     assert not torch.allclose(three.weights[0], three.weights[1])
+
+
+@pytest.mark.parametrize("algorithm", ["rsgd-fast", "esgd"])
+def test_cpu_blocking_over_restarts_gives_the_same_result(monkeypatch, algorithm):
+    from wideflat.experiments import committee_train
+
+    X, y, _, _ = teacher_data()
+    ov = dict(batch_size=20, lr=0.5, gamma0=0.05, stop_distance=1e-3)
+    ov.update(replicas=3) if algorithm == "rsgd-fast" else ov.update(inner_steps=4, inner_lr=0.5)
+    kw = dict(restarts=5, seed=2, max_epochs=5, progress=False, overrides=ov, num_hidden=3)
+    whole = train_committee(algorithm, X, y, **kw)
+    ny = 3 if algorithm == "rsgd-fast" else 1
+    # Budget for the gathered minibatches (ny, B=20, N=21) of 2 restarts in float64.
+    monkeypatch.setattr(committee_train, "_CPU_BLOCK_BYTES", 2 * ny * 20 * 21 * 8)
+    assert committee_train._block_restarts(torch.zeros(5, ny, 3, 21, dtype=F64), 20) == 2
+    blocked = train_committee(algorithm, X, y, **kw)
+    torch.testing.assert_close(blocked.weights, whole.weights, rtol=0, atol=1e-12)
+    assert blocked.stop_reason == whole.stop_reason
 
 
 def test_non_finite_weights_are_reported():
