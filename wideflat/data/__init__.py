@@ -45,6 +45,7 @@ from .fashion_mnist import (
     read_idx,
 )
 from .loader import DeviceLoader
+from .streams import BatchStream, replica_streams
 from .registry import dataset_info, list_datasets, load_dataset
 from .tiny_imagenet import TINY_IMAGENET_URL, load_tiny_imagenet
 
@@ -60,6 +61,7 @@ __all__ = [
     "TINY_IMAGENET_MD5",
     "TINY_IMAGENET_URL",
     "Augment",
+    "BatchStream",
     "CommitteeData",
     "DatasetError",
     "DatasetInfo",
@@ -87,6 +89,7 @@ __all__ = [
     "random_crop",
     "random_flip",
     "read_idx",
+    "replica_streams",
     "sample_crop_offsets",
     "sample_cutout_centers",
     "sample_flips",

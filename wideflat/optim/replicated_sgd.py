@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.optim import Optimizer
 
 from .. import _rng
-from ..replicas import Replicas
-from ..replicas.replicas import mean_over_replicas
+from ..replicas import DistributedReplicas, Replicas, StackedReplicas
 from . import _validate as check
 from .errors import NonFiniteLossError
 
@@ -92,10 +92,11 @@ class ReplicatedSGD(Optimizer):
 
     def __init__(
         self,
-        replicas: Replicas | nn.Module,
+        replicas: Replicas | StackedReplicas | DistributedReplicas | nn.Module,
         lr: float,
         *,
         y: int | None = None,
+        engine: str = "loop",
         gamma: float = 0.0,
         coupling_every: int = 1,
         momentum: float = 0.0,
@@ -119,18 +120,7 @@ class ReplicatedSGD(Optimizer):
         check.coupling_step("lr * coupling_every * gamma", lr * coupling_every * gamma)
         if not (isinstance(base, type) and issubclass(base, Optimizer)):
             raise ValueError(f"Invalid base: {base!r} is not a torch.optim.Optimizer class")
-        if isinstance(replicas, Replicas):
-            if y is not None and y != replicas.y:
-                raise ValueError(f"Invalid y: {y} but the Replicas hold {replicas.y}")
-        elif isinstance(replicas, nn.Module):
-            if y is None:
-                raise ValueError("Invalid y: None (give the number of replicas with a model)")
-            check.positive_int("y", y)
-            replicas = Replicas(replicas, y, init=init, seed=seed)
-        else:
-            raise ValueError(
-                f"Invalid replicas: {type(replicas).__name__} (expected Replicas or nn.Module)"
-            )
+        replicas = _container(replicas, y, engine, init, seed)
         shared = dict(
             momentum=momentum, dampening=dampening, nesterov=nesterov, weight_decay=weight_decay
         )
@@ -145,8 +135,14 @@ class ReplicatedSGD(Optimizer):
         self.base.state = self.state
         self.check_finite = check_finite
         self._steps = 0
-        # Per-replica RNG streams: {device: generator state}, cuda entries made on first use.
-        self._rng_states = [{} for _ in range(replicas.y)]
+        # Private RNG streams, {device: generator state} per local replica (the vectorized
+        # engine has one stream for all replicas); CUDA entries are made on first use.
+        self._rng_states = {a: {} for a in _stream_indices(replicas)}
+
+    @property
+    def engine(self) -> str:
+        """``"loop"``, ``"vmap"`` or ``"distributed"``."""
+        return _ENGINE_OF[type(self.replicas)]
 
     @property
     def y(self) -> int:
@@ -184,7 +180,9 @@ class ReplicatedSGD(Optimizer):
         sd["replicated_sgd"] = {
             "y": self.y,
             "steps": self._steps,
-            "rng_states": [{k: v.clone() for k, v in s.items()} for s in self._rng_states],
+            "rng_states": {
+                a: {k: v.clone() for k, v in st.items()} for a, st in self._rng_states.items()
+            },
         }
         return sd
 
@@ -201,87 +199,168 @@ class ReplicatedSGD(Optimizer):
             )
         super().load_state_dict(state_dict)
         self._steps = int(extra["steps"])
-        self._rng_states = [{k: v.clone() for k, v in s.items()} for s in extra["rng_states"]]
+        self._rng_states = {
+            int(a): {k: v.clone() for k, v in st.items()} for a, st in extra["rng_states"].items()
+        }
 
     # -- the algorithm -----------------------------------------------------------------
-    def _replica_slices(self, group: dict[str, Any]) -> list[list[torch.Tensor]]:
-        """Group params as ``[replica a][i]`` (they are stored replica-major)."""
-        params = group["params"]
-        n = len(params) // self.y
-        return [params[a * n : (a + 1) * n] for a in range(self.y)]
+    def _with_stream(self, index: int, module: nn.Module, fn: Callable):
+        """Run ``fn()`` on the private RNG stream ``index`` (CPU and the module's GPUs)."""
+        generators = _generators(module)
+        states = self._rng_states[index]
+        with torch.random.fork_rng(devices=[int(k[5:]) for k in generators if k != "cpu"]):
+            for key, gen in generators.items():
+                if key in states:
+                    gen.set_state(states[key])
+                else:
+                    gen.manual_seed(_rng.derive_seed(self.replicas.seed, index, 1))
+            with torch.enable_grad():
+                out = fn()
+            new_state = {key: gen.get_state() for key, gen in generators.items()}
+        return out, new_state
 
-    def _run_closures(self, closure: Callable):
-        losses = []
-        new_states = []
-        for a, replica in enumerate(self.replicas):
-            for p in replica.parameters():
+    def _losses(self, closure: Callable) -> list:
+        """Call the closure for every local replica; returns their losses (nothing updated)."""
+        for group in self.param_groups:
+            for p in group["params"]:
                 p.grad = None
-            generators = _generators(replica)
-            with torch.random.fork_rng(devices=[int(k[5:]) for k in generators if k != "cpu"]):
-                states = self._rng_states[a]
-                for key, gen in generators.items():
-                    if key in states:
-                        gen.set_state(states[key])
-                    else:
-                        gen.manual_seed(_rng.derive_seed(self.replicas.seed, a, 1))
-                with torch.enable_grad():
-                    loss = closure(a)
-                new_states.append({key: gen.get_state() for key, gen in generators.items()})
-            if self.check_finite and not check.finite_loss(loss):
-                raise NonFiniteLossError(
-                    f"non-finite loss {float(loss)} from the closure for replica {a} at step "
-                    f"{self._steps + 1}; nothing was updated"
-                )
-            losses.append(loss)
-        self._rng_states = new_states
-        total = losses[0]
-        for loss in losses[1:]:
-            total = total + loss
-        return total / self.y
+        new_states = {}
+        if isinstance(self.replicas, StackedReplicas):
+            losses, new_states[0] = self._with_stream(0, self.replicas, closure)
+            losses = list(losses)
+        else:
+            losses = []
+            for a in self.replicas.local_indices:
+                loss, new_states[a] = self._with_stream(a, self.replicas[a], lambda a=a: closure(a))
+                losses.append(loss)
+        bad = [
+            a
+            for a, loss in zip(self.replicas.local_indices, losses, strict=True)
+            if not check.finite_loss(loss)
+        ]
+        if isinstance(self.replicas, DistributedReplicas) and self.check_finite:
+            bad = self.replicas.agree_on_failures(bad)  # every rank learns of every failure
+        if self.check_finite and bad:
+            raise NonFiniteLossError(
+                f"non-finite loss from the closure for replica(s) {bad} at step "
+                f"{self._steps + 1}; nothing was updated"
+            )
+        self._rng_states.update(new_states)
+        return losses
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None):
         """One iteration of Replicated-SGD.
 
         Args:
-            closure: optional ``closure(a)`` returning replica ``a``'s loss after
-                ``backward()`` on its own fresh minibatch; called once per replica.
+            closure: optional. Loop and distributed engines: ``closure(a)`` returns replica
+                ``a``'s loss after ``backward()`` on its own fresh minibatch; it is called
+                for each replica held by this process. Vectorized engine: ``closure()``
+                returns the ``(y,)`` per-replica losses after ``backward()`` of their sum
+                (see :meth:`step_batches`, which does this for you).
 
         Returns:
-            The mean of the replicas' losses when a closure is given, else ``None``.
+            The mean of the local replicas' losses when a closure is given, else ``None``.
         """
-        loss = self._run_closures(closure) if closure is not None else None
+        loss = None
+        if closure is not None:
+            losses = self._losses(closure)
+            loss = losses[0]
+            for other in losses[1:]:
+                loss = loss + other
+            loss = loss / len(losses)
         t = self._steps + 1
         for group in self.param_groups:
             k = group["coupling_every"]
             if t % k == 0 and group["gamma"] != 0 and self.y > 1:
-                _couple_(self._replica_slices(group), k * group["gamma"])
+                self.replicas.couple_(group["params"], k * group["gamma"])
         self.base.step()
         self._steps = t
         return loss
 
+    def step_batches(
+        self,
+        batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    ):
+        """One step on explicit minibatches, the same call for every engine.
 
-def _couple_(replicas: list[list[torch.Tensor]], strength: float) -> None:
-    """g_a += strength · (w_a − w̄) for every replica a, on the gradients in place.
+        Args:
+            batches: one ``(inputs, targets)`` pair per local replica, in the order of
+                ``replicas.local_indices`` (all y replicas in one process; this rank's one
+                with the distributed engine), each from that replica's own stream.
+            loss_fn: ``loss_fn(outputs, targets)`` → scalar (default cross-entropy).
 
-    Parameters whose gradient is None in a replica are left alone there (the center still
-    includes them), matching how torch optimizers skip parameters without gradients.
-    """
-    center = mean_over_replicas(replicas)
-    for params in replicas:
-        live = [i for i, p in enumerate(params) if p.grad is not None]
-        if not live:
-            continue
-        diffs = torch._foreach_sub([params[i] for i in live], [center[i] for i in live])
-        torch._foreach_add_([params[i].grad for i in live], diffs, alpha=strength)
+        Returns:
+            The mean of the local replicas' losses (detached).
+        """
+        local = self.replicas.local_indices
+        if len(batches) != len(local):
+            raise ValueError(
+                f"Invalid batches: {len(batches)} given for {len(local)} local replica(s)"
+            )
+        if isinstance(self.replicas, StackedReplicas):
+
+            def closure():
+                losses = self.replicas.losses(batches, loss_fn)
+                losses.sum().backward()
+                return losses.detach()
+
+        else:
+            position = {a: i for i, a in enumerate(local)}
+
+            def closure(a):
+                x, t = batches[position[a]]
+                loss = loss_fn(self.replicas[a](x), t)
+                loss.backward()
+                return loss.detach()
+
+        return self.step(closure)
 
 
-def _replicated_groups(replicas: Replicas, groups) -> list[dict[str, Any]]:
-    """Map groups over replica 0's parameters to groups over every replica's (replica-major)."""
-    lists = replicas.parameter_lists()
-    index = {id(p): i for i, p in enumerate(lists[0])}
+_ENGINE_OF = {Replicas: "loop", StackedReplicas: "vmap", DistributedReplicas: "distributed"}
+ENGINES = ("loop", "vmap", "distributed")
+
+
+def _container(replicas, y, engine, init, seed):
+    """The replica container for ``engine``, built from a model or checked if given."""
+    if type(replicas) in _ENGINE_OF:
+        if y is not None and y != replicas.y:
+            raise ValueError(f"Invalid y: {y} but the replicas hold {replicas.y}")
+        return replicas
+    if not isinstance(replicas, nn.Module):
+        raise ValueError(
+            f"Invalid replicas: {type(replicas).__name__} (expected a model or a replica container)"
+        )
+    if engine not in ENGINES:
+        raise ValueError(f"Invalid engine: {engine!r} (expected one of {', '.join(ENGINES)})")
+    if engine == "distributed":
+        if y is not None:
+            check.positive_int("y", y)
+        container = DistributedReplicas(replicas, init=init, seed=seed)
+        if y is not None and y != container.y:
+            raise ValueError(
+                f"Invalid y: {y} but the world size is {container.y} (one replica per rank)"
+            )
+        return container
+    if y is None:
+        raise ValueError("Invalid y: None (give the number of replicas with a model)")
+    check.positive_int("y", y)
+    if engine == "vmap":
+        return StackedReplicas(replicas, y, init=init, seed=seed)
+    return Replicas(replicas, y, init=init, seed=seed)
+
+
+def _stream_indices(replicas) -> list[int]:
+    return [0] if isinstance(replicas, StackedReplicas) else list(replicas.local_indices)
+
+
+def _replicated_groups(replicas, groups) -> list[dict[str, Any]]:
+    """Map groups over the model's parameters to groups over the replicas' tensors."""
+    reference = replicas.reference_parameters()
+    index = {id(p): i for i, p in enumerate(reference)}
     if groups is None:
-        groups = [{"params": lists[0]}]
+        groups = [{"params": reference}]
     out = []
     for g, group in enumerate(groups):
         if not isinstance(group, dict) or "params" not in group:
@@ -296,8 +375,7 @@ def _replicated_groups(replicas: Replicas, groups) -> list[dict[str, Any]]:
                     "parameter of the replicated model"
                 )
             positions.append(index[id(p)])
-        mapped = [lists[a][i] for a in range(len(lists)) for i in positions]
-        out.append({**group, "params": mapped})
+        out.append({**group, "params": replicas.optimizer_params(positions)})
     return out
 
 

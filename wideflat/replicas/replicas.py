@@ -70,6 +70,35 @@ class Replicas(nn.Module):
             "(replicas.center()(x))"
         )
 
+    @property
+    def local_indices(self) -> list[int]:
+        """The replicas held by this process: all of them."""
+        return list(range(self.y))
+
+    def reference_parameters(self) -> list[torch.Tensor]:
+        """The model's parameters (replica 0), which parameter groups refer to."""
+        return list(self.replicas[0].parameters())
+
+    def optimizer_params(self, positions: list[int]) -> list[torch.Tensor]:
+        """The tensors an optimizer updates for model parameters ``positions``: replica-major."""
+        lists = self.parameter_lists()
+        return [lists[a][i] for a in range(self.y) for i in positions]
+
+    @torch.no_grad()
+    def couple_(self, params: list[torch.Tensor], strength: float) -> None:
+        """g_a += strength · (w_a − w̄) on the gradients of ``params`` (as from optimizer_params).
+
+        Gradients that are None are left alone (the center still includes that replica).
+        """
+        n = len(params) // self.y
+        slices = [params[a * n : (a + 1) * n] for a in range(self.y)]
+        center = mean_over_replicas(slices)
+        for replica in slices:
+            live = [i for i, p in enumerate(replica) if p.grad is not None]
+            if live:
+                diffs = torch._foreach_sub([replica[i] for i in live], [center[i] for i in live])
+                torch._foreach_add_([replica[i].grad for i in live], diffs, alpha=strength)
+
     def parameter_lists(self) -> list[list[torch.Tensor]]:
         """``out[a][i]`` is parameter i of replica a (same order for every replica)."""
         return [list(r.parameters()) for r in self.replicas]

@@ -1,0 +1,214 @@
+"""``DistributedReplicas``: one replica per process, coupled through ``torch.distributed``."""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .. import _rng
+from .replicas import _reinitialize
+
+
+class DistributedReplicas(nn.Module):
+    r"""The distributed replica engine: replica a lives in process (rank) a; y = world size.
+
+    Launch one process per replica (``torchrun --nproc-per-node=y``), initialize the default
+    process group (gloo on CPU, NCCL on GPU), build the same model on every rank with the same
+    torch seed, and wrap it. Rank 0 keeps the model's weights; with ``init="independent"``
+    rank a > 0 re-initializes with the seed derived from ``(seed, a)``, exactly as
+    :class:`Replicas` does, so all engines start from the same replicas.
+
+    The center w̄ is an all-reduce (sum, then / y) of the flattened parameters, computed
+    only when needed (every K steps by :class:`~wideflat.optim.ReplicatedSGD`). The replicas
+    are *not* wrapped in DistributedDataParallel: that would average gradients and collapse
+    them into one model.
+
+    At construction every rank all-gathers a hash of (y, init, seed, parameter names and
+    shapes): ranks launched with different settings fail together with one message.
+
+    Args:
+        model: this rank's replica (trained in place).
+        init: ``"independent"`` or ``"copy"``.
+        seed: the shared seed; ``None`` draws one on rank 0 and broadcasts it.
+        group: the process group (default: the world).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        init: str = "independent",
+        seed: int | None = None,
+        group: dist.ProcessGroup | None = None,
+    ):
+        super().__init__()
+        if not dist.is_available() or not dist.is_initialized():
+            raise RuntimeError(
+                "DistributedReplicas needs an initialized process group: launch with torchrun "
+                "and call torch.distributed.init_process_group first"
+            )
+        if init not in ("independent", "copy"):
+            raise ValueError(f"Invalid init: {init!r} (expected 'independent' or 'copy')")
+        self.group = group
+        self.rank = dist.get_rank(group)
+        self._y = dist.get_world_size(group)
+        self.device = next(model.parameters()).device
+        if seed is None:
+            box = torch.tensor(
+                [_rng.seed_from_global() if self.rank == 0 else 0], dtype=torch.int64
+            )
+            dist.broadcast(box.to(self._comm_device()), src=_global_rank(0, group), group=group)
+            seed = int(box.item())
+        self.seed = int(seed)
+        self.init = init
+        self._check_same_config(model)
+        if init == "independent" and self.rank > 0:
+            _reinitialize(model, _rng.derive_seed(self.seed, self.rank))
+        self.replica = model
+
+    @property
+    def y(self) -> int:
+        return self._y
+
+    @property
+    def local_indices(self) -> list[int]:
+        return [self.rank]
+
+    def __len__(self) -> int:
+        return self._y
+
+    def __getitem__(self, a: int) -> nn.Module:
+        if a != self.rank:
+            raise ValueError(
+                f"Invalid replica index: {a} (rank {self.rank} holds replica {self.rank})"
+            )
+        return self.replica
+
+    def reference_parameters(self) -> list[torch.Tensor]:
+        """This rank's replica's parameters (the model), which parameter groups refer to."""
+        return list(self.replica.parameters())
+
+    def optimizer_params(self, positions: list[int]) -> list[torch.Tensor]:
+        params = self.reference_parameters()
+        return [params[i] for i in positions]
+
+    @torch.no_grad()
+    def couple_(self, params: list[torch.Tensor], strength: float) -> None:
+        """g += strength · (w − w̄) with w̄ from one all-reduce of ``params``.
+
+        A per-rank finiteness flag rides in the same collective: if any rank's parameters are
+        NaN/inf, every rank raises in this same step, before anything is updated, instead of
+        spreading the NaN through the center or leaving the others blocked in a collective.
+        """
+        from ..optim.errors import NonFiniteLossError
+
+        flags = torch.zeros(self._y, dtype=params[0].dtype, device=params[0].device)
+        flags[self.rank] = float(not all(bool(torch.isfinite(p).all()) for p in params))
+        center = [p.detach().clone() for p in params]
+        flags = self.all_reduce_mean_(center, extra=flags)
+        bad = [r for r in range(self._y) if float(flags[r]) != 0]
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite parameters on rank(s) {bad} at a coupling step; all {self._y} ranks "
+                "stopped before updating"
+            )
+        live = [i for i, p in enumerate(params) if p.grad is not None]
+        if live:
+            diffs = torch._foreach_sub([params[i] for i in live], [center[i] for i in live])
+            torch._foreach_add_([params[i].grad for i in live], diffs, alpha=strength)
+
+    def forward(self, *args, **kwargs):
+        return self.replica(*args, **kwargs)
+
+    def _comm_device(self) -> torch.device:
+        backend = dist.get_backend(self.group)
+        return self.device if backend == "nccl" else torch.device("cpu")
+
+    def _check_same_config(self, model: nn.Module) -> None:
+        text = repr(
+            (
+                self._y,
+                self.init,
+                self.seed,
+                [(n, tuple(p.shape)) for n, p in model.named_parameters()],
+            )
+        )
+        digest = int(hashlib.sha256(text.encode()).hexdigest()[:15], 16)
+        mine = torch.tensor([digest], dtype=torch.int64, device=self._comm_device())
+        everyone = [torch.zeros_like(mine) for _ in range(self._y)]
+        dist.all_gather(everyone, mine, group=self.group)
+        if any(int(h) != digest for h in everyone):
+            raise ValueError(
+                "Invalid distributed configuration: ranks disagree on y, init, seed or the "
+                "model's parameters (launch every rank with the same settings)"
+            )
+
+    def all_reduce_mean_(self, tensors: list[torch.Tensor], extra: torch.Tensor | None = None):
+        """Average ``tensors`` over ranks in place with one collective.
+
+        ``extra`` (e.g. a finiteness flag vector) is appended and summed, not averaged; it is
+        returned summed. Summation follows the backend's order, so results agree across
+        ranks bit for bit (every rank receives the same reduced buffer).
+        """
+        flat = torch.cat(
+            [t.detach().reshape(-1) for t in tensors] + ([extra] if extra is not None else [])
+        )
+        device = flat.device
+        flat = flat.to(self._comm_device())
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.group)
+        flat = flat.to(device)
+        n = sum(t.numel() for t in tensors)
+        offset = 0
+        for t in tensors:
+            t.copy_(flat[offset : offset + t.numel()].view_as(t) / self._y)
+            offset += t.numel()
+        return flat[n:] if extra is not None else None
+
+    def agree_on_failures(self, local_bad: list[int]) -> list[int]:
+        """All-reduce per-rank failure flags: every rank gets the full list of failed replicas."""
+        flags = torch.zeros(self._y, dtype=torch.int32, device=self._comm_device())
+        for a in local_bad:
+            flags[a] = 1
+        dist.all_reduce(flags, group=self.group)
+        return [a for a in range(self._y) if int(flags[a]) != 0]
+
+    @torch.no_grad()
+    def center_parameters(self) -> list[torch.Tensor]:
+        """w̄ = (1/y) Σ_a w_a per parameter (a collective: every rank must call it)."""
+        center = [p.detach().clone() for p in self.replica.parameters()]
+        self.all_reduce_mean_(center)
+        return center
+
+    @torch.no_grad()
+    def distances(self) -> torch.Tensor:
+        """d(w_a, w̄) for every replica a (a collective), float64 on CPU."""
+        center = self.center_parameters()
+        mine = sum(
+            0.5 * float((p.detach().double() - c.double()).pow(2).sum())
+            for p, c in zip(self.replica.parameters(), center, strict=True)
+        )
+        out = torch.zeros(self._y, dtype=torch.float64)
+        out[self.rank] = mine
+        box = out.to(self._comm_device())
+        dist.all_reduce(box, group=self.group)
+        return box.cpu()
+
+    @torch.no_grad()
+    def center(self) -> nn.Module:
+        """The center as a plain module on every rank (a collective); float buffers averaged."""
+        import copy
+
+        module = copy.deepcopy(self.replica)
+        for p, c in zip(module.parameters(), self.center_parameters(), strict=True):
+            p.copy_(c)
+        floats = [b for b in module.buffers() if b.is_floating_point()]
+        if floats:
+            self.all_reduce_mean_(floats)
+        return module
+
+
+def _global_rank(group_rank: int, group) -> int:
+    return group_rank if group is None else dist.get_global_rank(group, group_rank)

@@ -1,0 +1,193 @@
+"""``StackedReplicas``: y replicas as stacked tensors, run as one batched (vmapped) program."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from .replicas import Replicas
+
+
+class StackedReplicas(nn.Module):
+    r"""The vectorized replica engine: parameters and buffers stacked along a leading dim y.
+
+    Parameter ``name`` of replica ``a`` is ``stacked[name][a]``. A forward pass runs every
+    replica on its own minibatch at once with ``torch.func.functional_call`` under
+    ``torch.func.vmap``: inputs of shape ``(y, B, ...)`` give outputs ``(y, B, ...)``.
+    BatchNorm keeps separate running statistics per replica (the stacked buffers are updated
+    in place), and dropout draws independent masks per replica (``randomness="different"``).
+    The coupling and the base optimizer act on the stacked tensors, so every update is one
+    kernel over all replicas instead of y.
+
+    The replicas are initialized exactly as :class:`Replicas` with the same ``init`` and
+    ``seed`` (replica 0 holds the model's weights), so the engines are interchangeable.
+    The model itself is only a template here: it is not trained in place; use
+    :meth:`replica` or :meth:`center` to get modules.
+
+    Example:
+        >>> import torch
+        >>> reps = StackedReplicas(torch.nn.Linear(3, 2), y=4, seed=0)
+        >>> reps(torch.randn(4, 8, 3)).shape          # 4 replicas, 8 examples each
+        torch.Size([4, 8, 2])
+        >>> reps.stacked["weight"].shape
+        torch.Size([4, 2, 3])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Replicas,
+        y: int | None = None,
+        *,
+        init: str = "independent",
+        seed: int | None = None,
+    ):
+        super().__init__()
+        replicas = (
+            model if isinstance(model, Replicas) else Replicas(model, y, init=init, seed=seed)
+        )
+        if y is not None and y != replicas.y:
+            raise ValueError(f"Invalid y: {y} but the Replicas hold {replicas.y}")
+        self.seed = replicas.seed
+        params, buffers = stack_module_state(list(replicas))
+        self.param_names = list(params)
+        self.buffer_names = list(buffers)
+        self.stacked = nn.ParameterDict(
+            {_key(n): nn.Parameter(t.detach().clone()) for n, t in params.items()}
+        )
+        for i, name in enumerate(self.buffer_names):
+            self.register_buffer(f"buffer_{i}", buffers[name].detach().clone())
+        # The template provides the module structure for functional_call; it is kept out of
+        # the module tree so its own (unused) tensors are not parameters of this module.
+        object.__setattr__(self, "_template", copy.deepcopy(replicas[0]))
+        object.__setattr__(self, "_reference", list(replicas[0].parameters()))
+        self._y = replicas.y
+
+    @property
+    def y(self) -> int:
+        return self._y
+
+    def __len__(self) -> int:
+        return self._y
+
+    def _stacked_params(self) -> dict[str, torch.Tensor]:
+        return {n: self.stacked[_key(n)] for n in self.param_names}
+
+    def _stacked_buffers(self) -> dict[str, torch.Tensor]:
+        return {n: getattr(self, f"buffer_{i}") for i, n in enumerate(self.buffer_names)}
+
+    @property
+    def local_indices(self) -> list[int]:
+        """The replicas held by this process: all of them."""
+        return list(range(self._y))
+
+    def reference_parameters(self) -> list[torch.Tensor]:
+        """The source model's parameters, which parameter groups refer to."""
+        return list(self._reference)
+
+    def optimizer_params(self, positions: list[int]) -> list[torch.Tensor]:
+        """The stacked tensors an optimizer updates for model parameters ``positions``."""
+        stacked = self.parameter_lists()
+        return [stacked[i] for i in positions]
+
+    @torch.no_grad()
+    def couple_(self, params: list[torch.Tensor], strength: float) -> None:
+        """g += strength · (W − W̄) on each stacked tensor: all replicas in one kernel each."""
+        for p in params:
+            if p.grad is not None:
+                p.grad.add_(p - stacked_center(p), alpha=strength)
+
+    def parameter_lists(self) -> list[torch.Tensor]:
+        """The stacked parameters, in the model's parameter order."""
+        return list(self._stacked_params().values())
+
+    def train(self, mode: bool = True) -> StackedReplicas:
+        super().train(mode)
+        self._template.train(mode)
+        return self
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        self._template._apply(fn, recurse)
+        return out
+
+    def forward(self, x: torch.Tensor, *args, randomness: str = "different") -> torch.Tensor:
+        """Run replica a on ``x[a]`` for every a, in one vmapped call."""
+        if x.shape[0] != self._y:
+            raise ValueError(f"Invalid input: leading dim {x.shape[0]} != y = {self._y}")
+        template = self._template
+
+        def one(params, buffers, xa, *rest):
+            return functional_call(template, (params, buffers), (xa, *rest))
+
+        return vmap(one, randomness=randomness)(self._stacked_params(), self._stacked_buffers(), x, *args)
+
+    def losses(
+        self,
+        batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """Per-replica losses ``(y,)`` of ``loss_fn(replica_a(x_a), t_a)`` in one batched call."""
+        if len(batches) != self._y:
+            raise ValueError(f"Invalid batches: {len(batches)} given for y = {self._y} replicas")
+        x = torch.stack([b[0] for b in batches])
+        t = torch.stack([b[1] for b in batches])
+        return vmap(loss_fn)(self(x), t)
+
+    def _module_with(self, params: dict, buffers: dict) -> nn.Module:
+        module = copy.deepcopy(self._template)
+        with torch.no_grad():
+            for name, p in module.named_parameters():
+                p.copy_(params[name])
+            for name, b in module.named_buffers():
+                b.copy_(buffers[name])
+        return module
+
+    @torch.no_grad()
+    def replica(self, a: int) -> nn.Module:
+        """A plain module holding replica ``a``'s parameters and buffers (a copy)."""
+        if not 0 <= a < self._y:
+            raise ValueError(f"Invalid replica index: {a} (y = {self._y})")
+        return self._module_with(
+            {n: p[a] for n, p in self._stacked_params().items()},
+            {n: b[a] for n, b in self._stacked_buffers().items()},
+        )
+
+    def __getitem__(self, a: int) -> nn.Module:
+        return self.replica(a)
+
+    @torch.no_grad()
+    def center_parameters(self) -> list[torch.Tensor]:
+        """w̄ = w_0 + (1/y) Σ_a (w_a − w_0) per parameter (as :class:`Replicas`)."""
+        return [stacked_center(p) for p in self.parameter_lists()]
+
+    @torch.no_grad()
+    def distances(self) -> torch.Tensor:
+        """d(w_a, w̄) = ½ Σ_i (w_a,i − w̄_i)² for each replica, float64."""
+        out = torch.zeros(self._y, dtype=torch.float64)
+        for p in self.parameter_lists():
+            diff = (p.detach() - stacked_center(p)).double()
+            out += 0.5 * diff.pow(2).reshape(self._y, -1).sum(1).cpu()
+        return out
+
+    @torch.no_grad()
+    def center(self) -> nn.Module:
+        """The center w̄ as a plain module; float buffers averaged (see :meth:`Replicas.center`)."""
+        params = dict(zip(self.param_names, self.center_parameters(), strict=True))
+        buffers = {
+            n: (b.mean(0) if b.is_floating_point() else b[0]) for n, b in self._stacked_buffers().items()
+        }
+        return self._module_with(params, buffers)
+
+
+def stacked_center(p: torch.Tensor) -> torch.Tensor:
+    """The mean over the leading (replica) dim, as w_0 + mean(w_a − w_0)."""
+    first = p.detach()[0]
+    return first + (p.detach() - first).sum(0) / p.shape[0]
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
