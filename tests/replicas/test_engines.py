@@ -32,20 +32,25 @@ def test_vmap_engine_equals_loop_engine_after_50_steps():
     c_loop, c_vec = loop.center().state_dict(), vec.center().state_dict()
     for key in c_loop:
         assert_close_rel(c_vec[key], c_loop[key], what=f"center {key}")
-    torch.testing.assert_close(vec.replicas.distances(), loop.replicas.distances(), rtol=1e-4, atol=0)
+    torch.testing.assert_close(
+        vec.replicas.distances(), loop.replicas.distances(), rtol=1e-4, atol=0
+    )
 
 
 def test_engines_start_from_the_same_replicas():
     loop = Replicas(make_model(), Y, seed=SEED)
     vec = StackedReplicas(make_model(), Y, seed=SEED)
     for a in range(Y):
-        for (name, p), q in zip(loop[a].named_parameters(), vec.replica(a).parameters(), strict=True):
+        for (name, p), q in zip(
+            loop[a].named_parameters(), vec.replica(a).parameters(), strict=True
+        ):
             assert torch.equal(p, q), name
 
 
 def test_vmap_bn_statistics_are_per_replica_and_dropout_independent():
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8),
-                                torch.nn.Dropout(0.5), torch.nn.Linear(8, 2))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 2)
+    )
     opt = ReplicatedSGD(model, lr=0.1, y=3, engine="vmap", init="copy", seed=0)
     x = torch.randn(16, 4)
     t = torch.randint(0, 2, (16,))

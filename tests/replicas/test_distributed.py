@@ -1,0 +1,75 @@
+"""The distributed engine under torchrun (3 gloo processes on loopback).
+
+Two launches in all: one runs the equivalence, NaN and uninterrupted-restart phases; the
+second kills rank 1 at step 37 under ``--max-restarts=1`` and must finish bit-identical.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from _engine_problem import Y, replica_state, train
+from test_engines import assert_close_rel
+
+pytestmark = [pytest.mark.dist, pytest.mark.slow]
+WORKER = Path(__file__).with_name("dist_worker.py")
+
+
+def torchrun(out: Path, *phases: str, max_restarts: int = 0, env: dict | None = None):
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={Y}",
+        f"--max-restarts={max_restarts}",
+        str(WORKER),
+        str(out),
+        *phases,
+    ]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=environment)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def first_launch(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    torchrun(out, "equivalence", "nan", "restart")
+    return out
+
+
+def test_distributed_equals_loop_engine(first_launch):
+    loop = train("loop")
+    center = loop.center().state_dict()
+    for rank in range(Y):
+        saved = torch.load(first_launch / f"rank-{rank}.pt", weights_only=True)
+        ref = replica_state(loop, rank)
+        for key, value in ref.items():
+            assert_close_rel(saved["replica"][key], value, what=f"rank {rank} {key}")
+        for key, value in center.items():
+            assert_close_rel(saved["center"][key], value, what=f"center on rank {rank} {key}")
+
+
+def test_nan_on_one_rank_stops_every_rank_in_the_same_step(first_launch):
+    results = [json.loads((first_launch / f"nan-rank-{r}.json").read_text()) for r in range(Y)]
+    assert [r["stopped_at"] for r in results] == [20] * Y
+    assert all("replica(s) [1]" in r["message"] for r in results)
+
+
+def test_killed_rank_resumes_bit_identical(first_launch, tmp_path):
+    torchrun(tmp_path, "restart", max_restarts=1, env={"KILL_AT": "37"})
+    for rank in range(Y):
+        resumed = json.loads((tmp_path / f"resumed-rank-{rank}.json").read_text())
+        assert resumed["start"] == 35  # the last checkpoint committed before the kill
+        final = torch.load(tmp_path / f"final-rank-{rank}.pt", weights_only=True)
+        reference = torch.load(first_launch / f"final-rank-{rank}.pt", weights_only=True)
+        for key, value in reference.items():
+            assert torch.equal(final[key], value), f"rank {rank} {key}"
