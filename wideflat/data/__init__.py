@@ -45,8 +45,8 @@ from .fashion_mnist import (
     read_idx,
 )
 from .loader import DeviceLoader
-from .streams import BatchStream, replica_streams
 from .registry import dataset_info, list_datasets, load_dataset
+from .streams import BatchStream, replica_streams
 from .tiny_imagenet import TINY_IMAGENET_URL, load_tiny_imagenet
 
 __all__ = [

@@ -123,7 +123,9 @@ class StackedReplicas(nn.Module):
         def one(params, buffers, xa, *rest):
             return functional_call(template, (params, buffers), (xa, *rest))
 
-        return vmap(one, randomness=randomness)(self._stacked_params(), self._stacked_buffers(), x, *args)
+        return vmap(one, randomness=randomness)(
+            self._stacked_params(), self._stacked_buffers(), x, *args
+        )
 
     def losses(
         self,
@@ -178,7 +180,8 @@ class StackedReplicas(nn.Module):
         """The center w̄ as a plain module; float buffers averaged (see :meth:`Replicas.center`)."""
         params = dict(zip(self.param_names, self.center_parameters(), strict=True))
         buffers = {
-            n: (b.mean(0) if b.is_floating_point() else b[0]) for n, b in self._stacked_buffers().items()
+            n: (b.mean(0) if b.is_floating_point() else b[0])
+            for n, b in self._stacked_buffers().items()
         }
         return self._module_with(params, buffers)
 
