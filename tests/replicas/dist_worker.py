@@ -5,8 +5,8 @@
 Phases, run in order in the same processes:
 * ``equivalence``: 50 steps of the shared BatchNorm problem; saves rank-r.pt (replica state
   dict and center state dict).
-* ``nan``: rank 1's loss turns NaN at step 20; every rank must stop in that step; saves
-  nan-rank-r.json (the step it stopped at and the message).
+* ``nan`` / ``nan21``: rank 1's loss turns NaN at step 20 / 21; every rank must stop at the
+  same (coupling) step; saves nan-rank-r.json / nan21-rank-r.json (step and message).
 * ``restart``: 100 steps with an atomic checkpoint every 5 steps, resuming from the newest
   verified one; with KILL_AT set, rank 1 dies (``os._exit``) at that step on the first
   attempt (TORCHELASTIC_RESTART_COUNT = 0); saves final-rank-r.pt.
@@ -45,7 +45,7 @@ def equivalence(out: Path, rank: int) -> None:
     )
 
 
-def nan(out: Path, rank: int) -> None:
+def nan(out: Path, rank: int, bad_step: int = 20, name: str = "nan") -> None:
     opt = ReplicatedSGD(make_model(), engine="distributed", seed=SEED, **HYPER)
     x, t = make_data()
     (stream,) = replica_streams(x, t, BATCH, replicas=[rank], seed=SEED)
@@ -56,7 +56,7 @@ def nan(out: Path, rank: int) -> None:
         def closure(a, step=step):
             xb, tb = next(stream)
             loss = torch.nn.functional.cross_entropy(model(xb), tb)
-            if rank == 1 and step == 20:
+            if rank == 1 and step == bad_step:
                 loss = loss * float("nan")
             loss.backward()
             return loss
@@ -66,7 +66,7 @@ def nan(out: Path, rank: int) -> None:
         except NonFiniteLossError as err:
             result = {"stopped_at": step, "message": str(err)}
             break
-    (out / f"nan-rank-{rank}.json").write_text(json.dumps(result))
+    (out / f"{name}-rank-{rank}.json").write_text(json.dumps(result))
 
 
 def restart(out: Path, rank: int, world: int) -> None:
@@ -118,6 +118,8 @@ def main() -> None:
             equivalence(out, rank)
         elif phase == "nan":
             nan(out, rank)
+        elif phase == "nan21":
+            nan(out, rank, bad_step=21, name="nan21")
         elif phase == "restart":
             restart(out, rank, world)
         else:

@@ -42,7 +42,7 @@ def torchrun(out: Path, *phases: str, max_restarts: int = 0, env: dict | None = 
 @pytest.fixture(scope="module")
 def first_launch(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
-    torchrun(out, "equivalence", "nan", "restart")
+    torchrun(out, "equivalence", "nan", "nan21", "restart")
     return out
 
 
@@ -59,8 +59,17 @@ def test_distributed_equals_loop_engine(first_launch):
 
 
 def test_nan_on_one_rank_stops_every_rank_in_the_same_step(first_launch):
+    """Rank 1's loss is NaN at step 20 = a coupling step (K = 2): all stop there, together."""
     results = [json.loads((first_launch / f"nan-rank-{r}.json").read_text()) for r in range(Y)]
     assert [r["stopped_at"] for r in results] == [20] * Y
+    assert all("replica(s) [1]" in r["message"] for r in results)
+    assert "first seen on this rank at step 20" in results[1]["message"]
+
+
+def test_nan_between_couplings_stops_every_rank_at_the_next_coupling(first_launch):
+    """NaN at step 21 with K = 2: rank 1 stops updating, and all ranks stop at step 22."""
+    results = [json.loads((first_launch / f"nan21-rank-{r}.json").read_text()) for r in range(Y)]
+    assert [r["stopped_at"] for r in results] == [22] * Y
     assert all("replica(s) [1]" in r["message"] for r in results)
 
 

@@ -138,6 +138,7 @@ class ReplicatedSGD(Optimizer):
         # Private RNG streams, {device: generator state} per local replica (the vectorized
         # engine has one stream for all replicas); CUDA entries are made on first use.
         self._rng_states = {a: {} for a in _stream_indices(replicas)}
+        self._failure: tuple[int, list[int]] | None = None  # distributed: (step, replicas)
 
     @property
     def engine(self) -> str:
@@ -166,7 +167,7 @@ class ReplicatedSGD(Optimizer):
         super().add_param_group(param_group)
 
     def __getstate__(self) -> dict[str, Any]:
-        extra = ("replicas", "base", "check_finite", "_steps", "_rng_states")
+        extra = ("replicas", "base", "check_finite", "_steps", "_rng_states", "_failure")
         return {**super().__getstate__(), **{k: self.__dict__[k] for k in extra}}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -238,15 +239,41 @@ class ReplicatedSGD(Optimizer):
             for a, loss in zip(self.replicas.local_indices, losses, strict=True)
             if not check.finite_loss(loss)
         ]
-        if isinstance(self.replicas, DistributedReplicas) and self.check_finite:
-            bad = self.replicas.agree_on_failures(bad)  # every rank learns of every failure
         if self.check_finite and bad:
-            raise NonFiniteLossError(
-                f"non-finite loss from the closure for replica(s) {bad} at step "
-                f"{self._steps + 1}; nothing was updated"
-            )
+            if not isinstance(self.replicas, DistributedReplicas):
+                raise NonFiniteLossError(
+                    f"non-finite loss from the closure for replica(s) {bad} at step "
+                    f"{self._steps + 1}; nothing was updated"
+                )
+            # Distributed: raising alone would leave the other ranks blocked in the next
+            # collective. Remember the failure; this rank stops updating, and all ranks
+            # learn of it and stop together at the next synchronization step.
+            if self._failure is None:
+                self._failure = (self._steps + 1, bad)
         self._rng_states.update(new_states)
         return losses
+
+    def _synchronize_failures(self, t: int) -> None:
+        """Distributed, at a synchronization step: agree on failures; raise on every rank.
+
+        A rank has failed if a closure loss was NaN/inf since the last synchronization, or if
+        its parameters are not finite (e.g. after a non-finite gradient without a closure).
+        """
+        local = [] if self._failure is None else self._failure[1]
+        if not local and not all(bool(torch.isfinite(p).all()) for p in self._local_params()):
+            local = list(self.replicas.local_indices)
+        failed = self.replicas.agree_on_failures(local)  # one small all-reduce, every rank
+        if failed:
+            first = (
+                f" (first seen on this rank at step {self._failure[0]})" if self._failure else ""
+            )
+            raise NonFiniteLossError(
+                f"non-finite loss or parameters on replica(s) {failed}{first}; all "
+                f"{self.y} ranks stopped at step {t} before the coupling, nothing was updated"
+            )
+
+    def _local_params(self) -> list[torch.Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None):
@@ -270,9 +297,16 @@ class ReplicatedSGD(Optimizer):
                 loss = loss + other
             loss = loss / len(losses)
         t = self._steps + 1
-        for group in self.param_groups:
-            k = group["coupling_every"]
-            if t % k == 0 and group["gamma"] != 0 and self.y > 1:
+        coupled = [g for g in self.param_groups if t % g["coupling_every"] == 0]
+        if isinstance(self.replicas, DistributedReplicas) and self.check_finite:
+            if coupled:  # every K steps: the ranks agree before the center is computed
+                self._synchronize_failures(t)
+            elif self._failure is not None:  # failed rank: no update until the others know
+                self._steps = t
+                return loss
+        for group in coupled:
+            if group["gamma"] != 0 and self.y > 1:
+                k = group["coupling_every"]
                 self.replicas.couple_(group["params"], k * group["gamma"])
         self.base.step()
         self._steps = t

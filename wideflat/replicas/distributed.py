@@ -97,24 +97,13 @@ class DistributedReplicas(nn.Module):
 
     @torch.no_grad()
     def couple_(self, params: list[torch.Tensor], strength: float) -> None:
-        """g += strength · (w − w̄) with w̄ from one all-reduce of ``params``.
+        """g += strength · (w − w̄), with w̄ from one all-reduce of ``params`` (all ranks call it).
 
-        A per-rank finiteness flag rides in the same collective: if any rank's parameters are
-        NaN/inf, every rank raises in this same step, before anything is updated, instead of
-        spreading the NaN through the center or leaving the others blocked in a collective.
+        :class:`~wideflat.optim.ReplicatedSGD` first has the ranks agree that every replica
+        is finite (:meth:`agree_on_failures`), so a NaN never reaches the center.
         """
-        from ..optim.errors import NonFiniteLossError
-
-        flags = torch.zeros(self._y, dtype=params[0].dtype, device=params[0].device)
-        flags[self.rank] = float(not all(bool(torch.isfinite(p).all()) for p in params))
         center = [p.detach().clone() for p in params]
-        flags = self.all_reduce_mean_(center, extra=flags)
-        bad = [r for r in range(self._y) if float(flags[r]) != 0]
-        if bad:
-            raise NonFiniteLossError(
-                f"non-finite parameters on rank(s) {bad} at a coupling step; all {self._y} ranks "
-                "stopped before updating"
-            )
+        self.all_reduce_mean_(center)
         live = [i for i, p in enumerate(params) if p.grad is not None]
         if live:
             diffs = torch._foreach_sub([params[i] for i in live], [center[i] for i in live])
@@ -146,26 +135,21 @@ class DistributedReplicas(nn.Module):
                 "model's parameters (launch every rank with the same settings)"
             )
 
-    def all_reduce_mean_(self, tensors: list[torch.Tensor], extra: torch.Tensor | None = None):
-        """Average ``tensors`` over ranks in place with one collective.
+    def all_reduce_mean_(self, tensors: list[torch.Tensor]) -> None:
+        """Average ``tensors`` over ranks in place, with one collective on a flat buffer.
 
-        ``extra`` (e.g. a finiteness flag vector) is appended and summed, not averaged; it is
-        returned summed. Summation follows the backend's order, so results agree across
-        ranks bit for bit (every rank receives the same reduced buffer).
+        Every rank receives the same reduced buffer, so the result agrees across ranks bit
+        for bit (the summation order is the backend's, not the loop engine's).
         """
-        flat = torch.cat(
-            [t.detach().reshape(-1) for t in tensors] + ([extra] if extra is not None else [])
-        )
+        flat = torch.cat([t.detach().reshape(-1) for t in tensors])
         device = flat.device
         flat = flat.to(self._comm_device())
         dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.group)
         flat = flat.to(device)
-        n = sum(t.numel() for t in tensors)
         offset = 0
         for t in tensors:
             t.copy_(flat[offset : offset + t.numel()].view_as(t) / self._y)
             offset += t.numel()
-        return flat[n:] if extra is not None else None
 
     def agree_on_failures(self, local_bad: list[int]) -> list[int]:
         """All-reduce per-rank failure flags: every rank gets the full list of failed replicas."""
