@@ -48,13 +48,7 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wideflat",
-        description="Entropic training (Entropy-SGD, Replicated-SGD) and flatness measures.",
-    )
-    parser.add_argument("--version", action="version", version=f"wideflat {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def _add_demo(sub) -> None:
     demo = sub.add_parser(
         "demo",
         help="train a small model with SGD, eSGD and rSGD on generated data and compare",
@@ -68,6 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", help="also write the results as JSON to this file")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(func=_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wideflat",
+        description="Entropic training (Entropy-SGD, Replicated-SGD) and flatness measures.",
+    )
+    parser.add_argument("--version", action="version", version=f"wideflat {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # One _add_<command>(sub) per command; the work lives in the library modules.
+    _add_demo(sub)
     return parser
 
 

@@ -1,6 +1,32 @@
-"""Flatness measures: local-energy profiles for any model; local entropy (BP, Monte Carlo)."""
+"""Flatness measures.
 
+* :func:`local_energy` — δE_train(w, σ) profiles for any model (paper Eq. 4).
+* :func:`committee_local_entropy` — Φ_LE(w, d) of a committee machine by Belief Propagation
+  (paper Eq. 3, appendix B.1).
+* :func:`local_entropy_mc` and :func:`committee_gaussian_mc` — Monte Carlo estimates of the
+  local entropy (any model; the committee machine's Gaussian measure, which checks BP).
+"""
+
+from .committee_bp import BPConvergenceError, CommitteeLocalEntropy, committee_local_entropy
 from .energy import LocalEnergyProfile, classification_error, local_energy
+from .monte_carlo import (
+    CommitteeGaussianMC,
+    LocalEntropyMC,
+    committee_gaussian_mc,
+    local_entropy_mc,
+)
 from .plots import plot_local_energy
 
-__all__ = ["LocalEnergyProfile", "classification_error", "local_energy", "plot_local_energy"]
+__all__ = [
+    "BPConvergenceError",
+    "CommitteeGaussianMC",
+    "CommitteeLocalEntropy",
+    "LocalEnergyProfile",
+    "LocalEntropyMC",
+    "classification_error",
+    "committee_gaussian_mc",
+    "committee_local_entropy",
+    "local_energy",
+    "local_entropy_mc",
+    "plot_local_energy",
+]

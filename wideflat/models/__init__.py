@@ -13,8 +13,6 @@ Example:
     torch.Size([2, 10])
 """
 
-import importlib.util as _importlib_util
-
 from wideflat.models import vision as _vision  # noqa: F401  (registers the lazy torchvision models)
 from wideflat.models._init import kaiming_normal_init_
 from wideflat.models._registry import (
@@ -25,6 +23,7 @@ from wideflat.models._registry import (
     model_info,
     register_model,
 )
+from wideflat.models.committee import CommitteeMachine
 from wideflat.models.pyramidnet import PyramidBottleneck, PyramidNet
 from wideflat.models.resnet import BasicBlock, CifarResNet, ResNet18
 from wideflat.models.shakedrop import (
@@ -35,15 +34,11 @@ from wideflat.models.shakedrop import (
 )
 from wideflat.models.small import MLP, SmallConvNet
 
-# The committee machine lives in its own module (owned separately); import it, when present,
-# so that any models it registers are listed.
-if _importlib_util.find_spec("wideflat.models.committee") is not None:
-    from wideflat.models import committee as _committee  # noqa: F401
-
 __all__ = [
     "MLP",
     "BasicBlock",
     "CifarResNet",
+    "CommitteeMachine",
     "ModelInfo",
     "PyramidBottleneck",
     "PyramidNet",

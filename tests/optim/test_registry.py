@@ -1,0 +1,41 @@
+"""Every registered optimizer builds and steps; unknown names list the known ones."""
+
+import pytest
+import torch
+from _problems import LinearModel, Stream, mse
+
+from wideflat.experiments import esgd_step, rsgd_step, sgd_step
+from wideflat.optim import create_optimizer, list_optimizers
+
+ARGS = {
+    "sgd": dict(lr=0.1),
+    "esgd": dict(lr=0.5, inner_lr=0.05, inner_steps=2),
+    "rsgd": dict(lr=0.1, y=2, gamma=0.1, seed=0),
+}
+
+
+@pytest.mark.parametrize("name", list_optimizers())
+def test_every_registered_optimizer_builds_and_steps(name):
+    model = LinearModel()
+    opt = create_optimizer(name, model, **ARGS[name])
+    stream = Stream(0)
+    batches = iter(lambda: stream.batch(), None)
+
+    def loss_fn(out, t):
+        return ((out - t) ** 2).mean()
+
+    before = [p.detach().clone() for p in model.parameters()]
+    if name == "sgd":
+        sgd_step(opt, model, loss_fn, batches)
+    elif name == "esgd":
+        esgd_step(opt, model, loss_fn, batches)
+    else:
+        rsgd_step(opt, loss_fn, [batches, iter(lambda: Stream(1).batch(), None)])
+    after = list(model.parameters())
+    assert any(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
+    assert mse(model, stream.batch()).isfinite()
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="known: esgd, rsgd, sgd"):
+        create_optimizer("adamw", LinearModel())
