@@ -39,6 +39,14 @@ def positive_int(name: str, value: Any) -> int:
     return value
 
 
+def sgd_settings(momentum: float, dampening: float, nesterov: bool, weight_decay: float) -> None:
+    """Validate the SGD settings shared by wideflat's optimizers (each error names its value)."""
+    non_negative("momentum", momentum)
+    non_negative("dampening", dampening)
+    non_negative("weight_decay", weight_decay)
+    nesterov_momentum(nesterov, momentum, dampening)
+
+
 def nesterov_momentum(nesterov: bool, momentum: float, dampening: float) -> None:
     """Nesterov needs a positive momentum and zero dampening, as in ``torch.optim.SGD``."""
     if nesterov and (momentum <= 0 or dampening != 0):

@@ -114,10 +114,7 @@ class EntropySGD(Optimizer):
         check.non_negative("gamma", gamma)
         check.in_unit_interval("alpha", alpha)
         check.non_negative("noise", noise)
-        check.non_negative("momentum", momentum)
-        check.non_negative("dampening", dampening)
-        check.non_negative("weight_decay", weight_decay)
-        check.nesterov_momentum(nesterov, momentum, dampening)
+        check.sgd_settings(momentum, dampening, nesterov, weight_decay)
         check.coupling_step("inner_lr * gamma", inner_lr * gamma)
         for name, cls in (("outer", outer), ("inner", inner)):
             if not (isinstance(cls, type) and issubclass(cls, Optimizer)):

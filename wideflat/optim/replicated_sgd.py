@@ -113,10 +113,7 @@ class ReplicatedSGD(Optimizer):
         check.non_negative("lr", lr)
         check.non_negative("gamma", gamma)
         check.positive_int("coupling_every", coupling_every)
-        check.non_negative("momentum", momentum)
-        check.non_negative("dampening", dampening)
-        check.non_negative("weight_decay", weight_decay)
-        check.nesterov_momentum(nesterov, momentum, dampening)
+        check.sgd_settings(momentum, dampening, nesterov, weight_decay)
         check.coupling_step("lr * coupling_every * gamma", lr * coupling_every * gamma)
         if not (isinstance(base, type) and issubclass(base, Optimizer)):
             raise ValueError(f"Invalid base: {base!r} is not a torch.optim.Optimizer class")
