@@ -379,6 +379,17 @@ def test_non_convergence_is_reported_never_silent():
         committee_local_entropy(w, X, y, gammas=[10.0], max_iter=3, on_failure="raise")
 
 
+def test_gamp_restores_the_callers_thread_count():
+    w, X, y = teacher(3, 41, 20, seed=0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        committee_local_entropy(w, X, y, gammas=[10.0])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_result_is_frozen_and_serialises():
     w, X, y = teacher(3, 41, 20, seed=0)
     res = committee_local_entropy(w, X, y, gammas=[10.0])

@@ -20,9 +20,10 @@ Units (stated once, used everywhere in this module):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -125,6 +126,19 @@ class CommitteeLocalEntropy:
         return out
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run the body with ``torch.set_num_threads(n)`` and restore the previous count after."""
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 @dataclass
 class _Solved:
     """Outcome of one fixed-point solve at one gamma."""
@@ -179,6 +193,20 @@ def _fixed_point(
     )
 
 
+def _solve_point(solver, state, gamma: float, damping: float, *, tol: float, max_iter: int):
+    """:func:`_fixed_point` from the warm start; if that fails, once more from the prior."""
+    solved = _fixed_point(solver, state, gamma, damping, tol=tol, max_iter=max_iter)
+    if solved.converged:
+        return solved
+    cold = _fixed_point(
+        solver, solver.init_state(gamma), gamma, damping, tol=tol, max_iter=max_iter
+    )
+    cold.iterations += solved.iterations
+    if not cold.converged:
+        cold.reason = f"warm start: {solved.reason}; cold start: {cold.reason}"
+    return cold
+
+
 def _local_entropy(phi: float, gamma: float, delta: float) -> float:
     """Legendre step to the ball: ``Phi_LE = phi + (u - 1 - log u) / 2``, ``u = 2 gamma delta``."""
     u = 2.0 * gamma * delta
@@ -225,9 +253,10 @@ def committee_local_entropy(
     docstring for conversions.
 
     Two solvers give the same fixed point to O(1/N): ``method="gamp"`` (default; generalized
-    AMP, two matrix products per iteration, a 30-point curve at N=784, K=9, M=500 in seconds)
+    AMP, two matrix products per iteration, a 30-point curve at N=784, K=9, M=500 in seconds;
+    it runs on one torch thread, the caller's thread count is restored afterwards)
     and ``method="edge"`` (per-edge messages of shape (M, K, N), the reference implementation,
-    exact when the factor graph is a tree, roughly 0.5 s per iteration at full size). The sweep
+    exact when the factor graph is a tree, about 0.2-0.4 s per iteration at full size). The sweep
     runs from the largest gamma down, each point warm-started from the previous fixed point
     (messages start at the prior), with adaptive damping carried from point to point.
 
@@ -252,7 +281,8 @@ def committee_local_entropy(
         tol: Convergence threshold on the dimensionless residual
             ``max(|Δg| sqrt(V), |Δg'| V, |Δa| / sqrt(v), |Δv| / v)`` (GAMP) or
             ``max(sqrt(N) |ΔB| sqrt(V), N |ΔA| V)`` over edges (edge BP).
-        max_iter: Iteration cap per BP solve.
+        max_iter: Iteration cap per BP solve (a solve that fails from the warm start is retried
+            once from the prior).
         distance_rtol: Relative tolerance on ``delta`` in ``distances`` mode.
         on_failure: ``"report"`` (default): non-converged points get NaN ``local_entropy``,
             ``converged=False`` and a line in ``failures``; ``"raise"``: raise
@@ -324,8 +354,6 @@ def committee_local_entropy(
     solver = Gamp(prob) if method == "gamp" else EdgeBP(prob)
 
     first_gamma = float(grid[0]) if grid is not None else 0.5 / float(targets[0])
-    state = solver.init_state(first_gamma)
-    lam = float(damping)
     points: list[dict] = []
     n_points = len(grid) if grid is not None else len(targets)
     bar = None
@@ -358,10 +386,11 @@ def committee_local_entropy(
         if bar is not None:
             bar.update(1)
 
-    try:
+    def _sweep():
+        state, lam = solver.init_state(first_gamma), float(damping)
         if grid is not None:
             for gamma in grid:
-                solved = _fixed_point(solver, state, float(gamma), lam, tol=tol, max_iter=max_iter)
+                solved = _solve_point(solver, state, float(gamma), lam, tol=tol, max_iter=max_iter)
                 if solved.converged:
                     state, lam = solved.state, solved.damping
                 record(solved, float(gamma), solved.iterations, None)
@@ -371,6 +400,13 @@ def committee_local_entropy(
                 state, lam, u = _solve_distance(
                     solver, state, lam, float(target), u, tol, max_iter, distance_rtol, record
                 )
+
+    # GAMP's arrays are small ((M, K), (K, N)): one thread is fastest, and with several threads
+    # on a busy machine intra-op synchronisation made a curve 20-50x slower (measured).
+    threads = 1 if method == "gamp" else None
+    try:
+        with _torch_threads(threads):
+            _sweep()
     finally:
         if bar is not None:
             bar.close()
@@ -415,7 +451,7 @@ def _solve_distance(solver, state, lam, target, u, tol, max_iter, rtol, record, 
     solved = None
     for _ in range(max_steps):
         gamma = math.exp(log_g)
-        solved = _fixed_point(solver, state, gamma, lam, tol=tol, max_iter=max_iter)
+        solved = _solve_point(solver, state, gamma, lam, tol=tol, max_iter=max_iter)
         iters += solved.iterations
         if not solved.converged:
             record(solved, gamma, iters, target)
