@@ -84,3 +84,16 @@ def test_engine_argument_errors():
     opt = ReplicatedSGD(make_model(), lr=0.1, y=2, engine="vmap")
     with pytest.raises(ValueError, match="Invalid batches"):
         opt.step_batches([(torch.randn(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))])
+
+
+def test_auto_engine_is_loop_on_cpu_and_for_custom_modules():
+    from wideflat.optim.replicated_sgd import choose_engine
+
+    assert ReplicatedSGD(make_model(), lr=0.1, y=2).engine == "loop"  # CPU
+    assert choose_engine(make_model()) == "loop"
+
+    class Custom(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    assert choose_engine(torch.nn.Sequential(torch.nn.Linear(2, 2), Custom())) == "loop"

@@ -33,11 +33,22 @@ class ReplicatedSGD(Optimizer):
     coupling enters the gradient before the base optimizer, so momentum carries it and
     weight decay is applied once, by the base optimizer.
 
-    This is the in-process loop engine: the replicas live in a
-    :class:`~wideflat.replicas.Replicas` container (replica 0 is the model you pass) and
-    the base optimizer updates all their parameters (it must treat parameters
-    independently, as SGD, Adam or RMSprop do). Two ways to feed it:
+    The replicas live in one of three engines (``engine=``), which start from the same
+    replicas for the same seed and follow the same trajectory:
 
+    * ``"loop"``: :class:`~wideflat.replicas.Replicas`, y modules in this process (replica 0
+      is the model you pass, trained in place);
+    * ``"vmap"``: :class:`~wideflat.replicas.StackedReplicas`, stacked tensors run as one
+      ``torch.func.vmap`` program (the model is a template);
+    * ``"distributed"``: :class:`~wideflat.replicas.DistributedReplicas`, replica a in
+      process a of an initialized process group, coupled by all-reduce; before each
+      coupling the ranks agree that every replica is finite, and all raise together if not;
+    * ``"auto"`` (default): see :func:`choose_engine`.
+
+    The base optimizer updates the replicas' tensors; it must treat parameters
+    independently (as SGD, Adam or RMSprop do). Ways to feed it:
+
+    * :meth:`step_batches`: one minibatch per local replica, the same call for every engine.
     * ``step(closure)``: ``closure(a)`` computes replica ``a``'s loss on *its own* fresh
       minibatch, calls ``backward()`` and returns the loss; it is called once per replica
       per step (gradients are cleared before each call). Random ops inside the closure
@@ -48,10 +59,12 @@ class ReplicatedSGD(Optimizer):
       ``sum(losses).backward()`` over the replicas).
 
     Args:
-        replicas: a :class:`~wideflat.replicas.Replicas`, or the model to replicate
-            (then ``y`` is required and replicas are built with ``init`` and ``seed``).
+        replicas: the model to replicate (then ``y`` is required, except for the
+            distributed engine where y is the world size, and replicas are built with
+            ``init`` and ``seed``), or a replica container of any engine.
         lr: learning rate η of the base optimizer.
         y: number of replicas.
+        engine: ``"auto"``, ``"loop"``, ``"vmap"`` or ``"distributed"``.
         gamma: coupling γ (a focusing scheduler may change it).
         coupling_every: the coupling period K ≥ 1.
         momentum, dampening, nesterov, weight_decay: base optimizer settings (passed to any
@@ -66,7 +79,8 @@ class ReplicatedSGD(Optimizer):
             drawn from torch's global RNG).
         check_finite: with a closure, raise
             :class:`~wideflat.optim.errors.NonFiniteLossError` naming the replica when a
-            loss is NaN/inf, before anything is updated.
+            loss is NaN/inf, before anything is updated (distributed: at the next
+            coupling step, on every rank; the failed rank stops updating meanwhile).
 
     Example:
         >>> import torch
@@ -96,7 +110,7 @@ class ReplicatedSGD(Optimizer):
         lr: float,
         *,
         y: int | None = None,
-        engine: str = "loop",
+        engine: str = "auto",
         gamma: float = 0.0,
         coupling_every: int = 1,
         momentum: float = 0.0,
@@ -350,7 +364,19 @@ class ReplicatedSGD(Optimizer):
 
 
 _ENGINE_OF = {Replicas: "loop", StackedReplicas: "vmap", DistributedReplicas: "distributed"}
-ENGINES = ("loop", "vmap", "distributed")
+ENGINES = ("auto", "loop", "vmap", "distributed")
+
+
+def choose_engine(model: nn.Module) -> str:
+    """The engine ``"auto"`` picks: ``"vmap"`` for a model on a GPU built only from
+    ``torch.nn`` layers (which ``torch.func.vmap`` runs), else ``"loop"``.
+
+    On CPU the loop engine measured faster than vmap (``benchmarks/replicas.py``); custom
+    modules may hold code that vmap cannot batch, so they get the loop engine unless asked.
+    """
+    on_gpu = any(p.device.type == "cuda" for p in model.parameters())
+    standard = all(type(m).__module__.startswith("torch.nn.") for m in model.modules())
+    return "vmap" if on_gpu and standard else "loop"
 
 
 def _container(replicas, y, engine, init, seed):
@@ -365,6 +391,8 @@ def _container(replicas, y, engine, init, seed):
         )
     if engine not in ENGINES:
         raise ValueError(f"Invalid engine: {engine!r} (expected one of {', '.join(ENGINES)})")
+    if engine == "auto":
+        engine = choose_engine(replicas)
     if engine == "distributed":
         if y is not None:
             check.positive_int("y", y)
