@@ -7,6 +7,7 @@ Phases, run in order in the same processes:
   dict and center state dict).
 * ``nan`` / ``nan21``: rank 1's loss turns NaN at step 20 / 21; every rank must stop at the
   same (coupling) step; saves nan-rank-r.json / nan21-rank-r.json (step and message).
+* ``mismatch``: rank 2 uses another seed; every rank must refuse with one message.
 * ``restart``: 100 steps with an atomic checkpoint every 5 steps, resuming from the newest
   verified one; with KILL_AT set, rank 1 dies (``os._exit``) at that step on the first
   attempt (TORCHELASTIC_RESTART_COUNT = 0); saves final-rank-r.pt.
@@ -69,6 +70,17 @@ def nan(out: Path, rank: int, bad_step: int = 20, name: str = "nan") -> None:
     (out / f"{name}-rank-{rank}.json").write_text(json.dumps(result))
 
 
+def mismatch(out: Path, rank: int) -> None:
+    """Rank 2 is launched with another seed: every rank must refuse at construction."""
+    seed = SEED + 1 if rank == 2 else SEED
+    try:
+        ReplicatedSGD(make_model(), engine="distributed", seed=seed, **HYPER)
+        message = ""
+    except ValueError as err:
+        message = str(err)
+    (out / f"mismatch-rank-{rank}.json").write_text(json.dumps({"message": message}))
+
+
 def restart(out: Path, rank: int, world: int) -> None:
     ckpt = out / "checkpoints"
     opt = ReplicatedSGD(make_model(), engine="distributed", seed=SEED, **HYPER)
@@ -120,6 +132,8 @@ def main() -> None:
             nan(out, rank)
         elif phase == "nan21":
             nan(out, rank, bad_step=21, name="nan21")
+        elif phase == "mismatch":
+            mismatch(out, rank)
         elif phase == "restart":
             restart(out, rank, world)
         else:

@@ -42,7 +42,7 @@ def torchrun(out: Path, *phases: str, max_restarts: int = 0, env: dict | None = 
 @pytest.fixture(scope="module")
 def first_launch(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
-    torchrun(out, "equivalence", "nan", "nan21", "restart")
+    torchrun(out, "equivalence", "nan", "nan21", "mismatch", "restart")
     return out
 
 
@@ -71,6 +71,14 @@ def test_nan_between_couplings_stops_every_rank_at_the_next_coupling(first_launc
     results = [json.loads((first_launch / f"nan21-rank-{r}.json").read_text()) for r in range(Y)]
     assert [r["stopped_at"] for r in results] == [22] * Y
     assert all("replica(s) [1]" in r["message"] for r in results)
+
+
+def test_ranks_with_different_settings_all_refuse_to_start(first_launch):
+    messages = [
+        json.loads((first_launch / f"mismatch-rank-{r}.json").read_text())["message"]
+        for r in range(Y)
+    ]
+    assert all("ranks disagree" in m for m in messages), messages
 
 
 def test_killed_rank_resumes_bit_identical(first_launch, tmp_path):
