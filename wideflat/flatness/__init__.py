@@ -13,6 +13,7 @@ from .monte_carlo import (
     CommitteeGaussianMC,
     LocalEntropyMC,
     committee_gaussian_mc,
+    default_errors,
     local_entropy_mc,
 )
 from .plots import plot_local_energy
@@ -26,6 +27,7 @@ __all__ = [
     "classification_error",
     "committee_gaussian_mc",
     "committee_local_entropy",
+    "default_errors",
     "local_energy",
     "local_entropy_mc",
     "plot_local_energy",
