@@ -64,6 +64,129 @@ def _add_demo(sub) -> None:
     demo.set_defaults(func=_demo)
 
 
+def _committee(args: argparse.Namespace) -> int:
+    import os
+
+    from .experiments.committee_study import (
+        CommitteeStudyConfig,
+        format_study_table,
+        quick_study_config,
+        run_committee_study,
+    )
+
+    def fail(msg: str) -> int:
+        print(f"wideflat committee: {msg}", file=sys.stderr)
+        return 2
+
+    overrides = []
+    for item in args.set:
+        alg, _, rest = item.partition(".")
+        key, eq, text = rest.partition("=")
+        if not (alg and key and eq and text):
+            return fail(f"invalid --set {item!r} (expected ALG.FIELD=VALUE, e.g. esgd.lr=0.5)")
+        try:
+            value = int(text) if text.lstrip("-").isdigit() else float(text)
+        except ValueError:
+            return fail(f"invalid --set {item!r}: {text!r} is not a number")
+        overrides.append((alg, key, value))
+    given = {
+        k: v
+        for k, v in dict(
+            algorithms=tuple(args.algorithms) if args.algorithms else None,
+            restarts=args.restarts,
+            max_epochs=args.max_epochs,
+            draws=args.draws,
+        ).items()
+        if v is not None
+    }
+    common = dict(
+        data=args.data,
+        seed=args.seed,
+        unit_norm=args.unit_norm,
+        overrides=tuple(overrides),
+        balanced=args.balanced,
+        **given,
+    )
+    try:
+        cfg = quick_study_config(**common) if args.quick else CommitteeStudyConfig(**common)
+    except (ValueError, TypeError) as exc:
+        return fail(str(exc))
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        return fail(f"cannot write to --out {str(out)!r}: {exc.strerror or exc}")
+    print(
+        f"wideflat committee: {', '.join(cfg.algorithms)} on {cfg.data} data, {cfg.restarts} "
+        f"restarts, <= {cfg.max_epochs} epochs, unit_norm={cfg.unit_norm}"
+        + (" (quick: a smoke test, not a result)" if cfg.quick else "")
+    )
+    try:
+        results = run_committee_study(
+            cfg, out, data_root=args.data_root, progress=not args.no_progress
+        )
+        from .experiments.committee_plots import plot_fig1
+
+        fig = plot_fig1(out / "results.json", out / "fig1.png")
+    except (ValueError, OSError) as exc:
+        return fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    print(format_study_table(results))
+    print(
+        "Phi_LE and d per weight (n = N*K); Phi_LE is a lower bound where the solution has "
+        "training errors (BP constrains only the patterns it classifies correctly)."
+    )
+    print(f"wall-clock {results['wall_clock_s']:.0f} s; wrote {out / 'results.json'} and {fig}")
+    return 0
+
+
+def _add_committee(sub) -> None:
+    from .experiments.committee_train import ALGORITHMS
+
+    com = sub.add_parser(
+        "committee",
+        help="the committee-machine study of the paper (Fig. 1): five algorithms, flatness",
+        description="Train a committee machine (N=784, K=9) with SGD fast/slow, rSGD fast/slow "
+        "and eSGD (appendix B.1), measure every solution's local entropy (BP) and local energy, "
+        "write results.json and fig1.png, and print a summary table.",
+    )
+    com.add_argument(
+        "--algorithms", nargs="+", default=None, help=f"subset of: {' '.join(ALGORITHMS)}"
+    )
+    com.add_argument("--restarts", type=int, default=None, help="restarts (paper: 50; quick: 2)")
+    com.add_argument("--data", default="fashion", help="fashion (Dress vs Coat) or teacher")
+    com.add_argument("--data-root", default=None, help="Fashion-MNIST folder (default: search)")
+    com.add_argument("--seed", type=int, default=0, help="seed of data draw, training, flatness")
+    com.add_argument("--out", default="committee-results", help="output folder")
+    com.add_argument(
+        "--quick", action="store_true", help="2 restarts, 40 epochs, coarse BP grid (minutes)"
+    )
+    com.add_argument("--max-epochs", type=int, default=None, help="epoch cap (default 1000)")
+    com.add_argument("--draws", type=int, default=None, help="local-energy draws per sigma")
+    com.add_argument(
+        "--unit-norm",
+        default="one",
+        help="step-size convention: 'one' (units of norm 1; default) or 'sqrt-n' (norm sqrt(N))",
+    )
+    com.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="ALG.FIELD=VALUE",
+        help="override a paper hyper-parameter, e.g. --set esgd.lr=0.5 (repeatable)",
+    )
+    com.add_argument(
+        "--balanced",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fashion: 250 Dress + 250 Coat training patterns (default) or a uniform draw",
+    )
+    com.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    com.set_defaults(func=_committee)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wideflat",
@@ -73,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # One _add_<command>(sub) per command; the work lives in the library modules.
     _add_demo(sub)
+    _add_committee(sub)
     return parser
 
 

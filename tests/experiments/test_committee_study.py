@@ -1,0 +1,266 @@
+"""Tests of the committee study (``wideflat committee``), its local-energy estimator and Fig. 1.
+
+The end-to-end test runs ``wideflat committee --quick --data teacher`` in a temporary folder
+and checks the results file against the run's own per-restart numbers; the local-energy
+estimator is compared with an independent NumPy loop over draws; the plot must survive
+missing values; bad inputs give one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import numpy as np
+import pytest
+import torch
+
+from wideflat.cli import main
+from wideflat.experiments.committee_plots import curve_stats, plot_fig1
+from wideflat.experiments.committee_study import (
+    SCHEMA,
+    CommitteeStudyConfig,
+    committee_local_energy,
+    quick_study_config,
+    run_committee_study,
+    write_json_atomic,
+)
+from wideflat.experiments.committee_train import ALGORITHMS
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """``wideflat committee --quick --data teacher`` once, in-process; (rc, out dir, stdout)."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("committee") / "run"
+    buf_out, buf_err = io.StringIO(), io.StringIO()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(buf_out), contextlib.redirect_stderr(buf_err):
+            rc = main(
+                ["committee", "--quick", "--data", "teacher", "--out", str(out), "--no-progress"]
+            )
+    finally:
+        torch.set_num_threads(threads)
+    return rc, out, buf_out.getvalue(), buf_err.getvalue()
+
+
+def test_quick_end_to_end_writes_results_figure_and_table(quick_run):
+    rc, out, stdout, stderr = quick_run
+    assert rc == 0, stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["schema"] == SCHEMA and res["complete"] is True
+    assert res["config"]["quick"] is True and res["config"]["data"] == "teacher"
+    assert set(res["versions"]) >= {"wideflat", "torch", "numpy", "python"}
+    assert res["wall_clock_s"] > 0 and res["seed"] == 0
+    cfg = res["config"]
+    assert list(res["algorithms"]) == list(ALGORITHMS)
+    for alg, block in res["algorithms"].items():
+        assert cfg["hparams"][alg]["unit_norm"] == "one"
+        rows = block["restarts"]
+        assert len(rows) == cfg["restarts"]
+        for r in rows:
+            assert 0 <= r["train_error"] <= 1 and 0 <= r["test_error"] <= 1
+            assert r["stop_reason"] in {"zero-errors", "loss", "distance", "max-epochs"}
+            le, en = r["local_entropy"], r["local_energy"]
+            assert le["distance"] == cfg["distances"]
+            assert len(le["phi_le"]) == len(le["converged"]) == len(cfg["distances"])
+            # every non-converged point is NaN (null) and has a failure line
+            assert len(le["failures"]) == le["converged"].count(False)
+            for ok, v in zip(le["converged"], le["phi_le"], strict=True):
+                assert (v is None) == (not ok)
+                assert v is None or v <= 1e-9
+            assert le["lower_bound"] == (le["n_training_errors"] > 0)
+            assert en["sigma"] == cfg["sigmas"] and len(en["mean"]) == len(en["sem"])
+            assert en["mean"][0] == 0.0  # sigma = 0 leaves the network unchanged
+        # the summary is the mean / sample std of the per-restart numbers
+        s = block["summary"]
+        tests = [r["test_error"] for r in rows]
+        assert math.isclose(s["test_error"]["mean"], statistics.fmean(tests))
+        assert math.isclose(s["test_error"]["std"], statistics.stdev(tests), abs_tol=1e-15)
+        assert sum(s["stop_reasons"].values()) == len(rows)
+        i = cfg["sigmas"].index(cfg["table_sigma"])
+        de = [r["local_energy"]["mean"][i] for r in rows]
+        assert math.isclose(s["delta_e"]["per_point"][i]["mean"], statistics.fmean(de))
+    assert (out / "fig1.png").read_bytes()[:8] == PNG_MAGIC
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("algorithm"))
+    assert "Phi_LE(d=0.1)" in lines[header] and "dE(s=0.5)" in lines[header]
+    assert [line.split()[0] for line in lines[header + 2 : header + 7]] == list(ALGORITHMS)
+    assert not list(out.glob(".*tmp*")), "temporary files left behind"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--algorithms", "sgd-fast", "adam"], "'adam'"),
+        (["--restarts", "0"], "restarts: 0"),
+        (["--data", "mnist"], "'mnist'"),
+        (["--set", "esgd.lr"], "esgd.lr"),
+        (["--set", "esgd.nope=1"], "nope"),
+        (["--max-epochs", "-3"], "max_epochs: -3"),
+    ],
+)
+def test_bad_inputs_give_one_line_and_nonzero_exit(args, needle, tmp_path, capsys):
+    rc = main(["committee", "--quick", "--out", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0
+    assert len(err.splitlines()) == 1 and err.startswith("wideflat committee:"), err
+    assert needle in err
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_unwritable_out_is_one_line_error(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    rc = main(["committee", "--quick", "--data", "teacher", "--out", str(blocker / "sub")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "cannot write to --out" in err and str(blocker / "sub") in err
+
+
+def _reference_local_energy(w, X, y, sigmas, draws, seed):
+    """Independent loop: one draw at a time, NumPy sign network, statistics module."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn((draws, *w.shape), generator=g, dtype=w.dtype).numpy()
+    W, Xn, yn = w.numpy(), X.numpy(), y.numpy()
+
+    def error(weights):
+        wrong = 0
+        for x, label in zip(Xn, yn, strict=True):
+            votes = sum(1 if float(unit @ x) >= 0 else -1 for unit in weights)
+            wrong += (1 if votes > 0 else -1) != label
+        return wrong / len(yn)
+
+    base = error(W)
+    means, sems = [], []
+    for s in sigmas:
+        diffs = [error(W + s * z[d] * W) - base for d in range(draws)]
+        means.append(statistics.fmean(diffs))
+        sems.append(statistics.stdev(diffs) / math.sqrt(draws) if draws > 1 else 0.0)
+    return np.array(means), np.array(sems), base
+
+
+@pytest.mark.parametrize("draws", [1, 7])
+def test_local_energy_matches_independent_loop(draws):
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(3, 15, generator=g, dtype=torch.float64)
+    X = torch.randint(0, 2, (40, 15), generator=g).double() * 2 - 1
+    y = torch.where(torch.rand(40, generator=g) < 0.8, 1.0, -1.0).double()  # base error > 0
+    sigmas = [0.0, 0.3, 0.8, 1.5]
+    mean, sem, base = committee_local_energy(
+        w, X, y, sigmas, draws=draws, generator=torch.Generator().manual_seed(11)
+    )
+    ref_mean, ref_sem, ref_base = _reference_local_energy(w, X, y, sigmas, draws, 11)
+    assert base == ref_base and base > 0
+    np.testing.assert_allclose(mean, ref_mean, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sem, ref_sem, rtol=0, atol=1e-12)
+    assert mean[0] == 0.0 and np.any(mean[1:] != 0.0)
+    # the perturbation is multiplicative: rescaling w changes nothing
+    again = committee_local_energy(
+        3.7 * w, X, y, sigmas, draws=draws, generator=torch.Generator().manual_seed(11)
+    )
+    np.testing.assert_allclose(again[0], mean, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [({"draws": 0}, "draws: 0"), ({"sigmas": [0.1, -1.0]}, "-1.0")],
+)
+def test_local_energy_rejects_bad_input(kwargs, needle):
+    w, X, y = torch.ones(3, 4), torch.ones(5, 4), torch.ones(5)
+    args = {"sigmas": [0.5], "draws": 2, **kwargs}
+    with pytest.raises(ValueError) as info:
+        committee_local_energy(w, X, y, args.pop("sigmas"), **args)
+    assert needle in str(info.value)
+
+
+def test_bp_failures_are_reported_not_silent(tmp_path):
+    lines: list[str] = []
+    cfg = quick_study_config(
+        data="teacher", algorithms=("sgd-fast",), restarts=1, max_epochs=2, bp_max_iter=1
+    )
+    res = run_committee_study(cfg, tmp_path, progress=False, log=lines.append)
+    le = res["algorithms"]["sgd-fast"]["restarts"][0]["local_entropy"]
+    assert le["converged"] == [False] * len(cfg.distances)
+    assert all(math.isnan(v) for v in le["phi_le"])
+    assert res["algorithms"]["sgd-fast"]["summary"]["bp_nonconverged_points"] == 3
+    assert sum("did not converge" in line for line in lines) >= 3
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["algorithms"]["sgd-fast"]["restarts"][0]["local_entropy"]["phi_le"] == [
+        None
+    ] * len(cfg.distances)
+    plot_fig1(tmp_path / "results.json", tmp_path / "fig1.png")  # an all-NaN curve is skipped
+
+
+def test_plot_survives_nan_and_empty_entries(tmp_path):
+    nan = float("nan")
+    restart = {
+        "test_error": 0.2,
+        "local_entropy": {"distance": [0.05, 0.1, 0.3], "phi_le": [-0.004, nan, None]},
+        "local_energy": {"sigma": [0.0, 0.5], "mean": [0.0, nan], "sem": [0.0, None]},
+    }
+    broken = {"test_error": None, "local_entropy": None, "local_energy": {"sigma": []}}
+    results = {
+        "config": {"restarts": 2},
+        "data": {"name": "synthetic"},
+        "algorithms": {
+            "sgd-fast": {"restarts": [restart, broken]},
+            "esgd": {"restarts": []},
+            "rsgd-slow": {},
+            "sgd-slow": {"restarts": [{"test_error": nan}]},
+        },
+    }
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))  # NaN written as the JSON extension literal
+    out = plot_fig1(path, tmp_path / "fig1.png")
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    write_json_atomic(path, results)  # NaN → null
+    assert "NaN" not in path.read_text()
+    assert plot_fig1(path, tmp_path / "fig2.png").read_bytes()[:8] == PNG_MAGIC
+    assert plot_fig1({"algorithms": {}}, tmp_path / "empty.png").exists()
+
+
+def test_curve_stats_skips_missing_values():
+    mean, sem = curve_stats([[1.0, None, 2.0], [3.0, float("nan"), 4.0], [5.0]], 3)
+    assert mean[0] == 2.0 and math.isnan(mean[1]) and mean[2] == 3.0
+    assert math.isclose(sem[0], 1.0) and math.isnan(sem[1])
+
+
+def test_write_json_atomic_leaves_no_temporary(tmp_path):
+    p = tmp_path / "r.json"
+    write_json_atomic(p, {"a": [1.0, float("inf")], "b": (np.float64(2.5),)})
+    assert json.loads(p.read_text()) == {"a": [1.0, None], "b": [2.5]}
+    assert [f.name for f in tmp_path.iterdir()] == ["r.json"]
+    with pytest.raises(TypeError):
+        write_json_atomic(p, {"x": object()})
+    assert json.loads(p.read_text())["b"] == [2.5]  # the previous file survives a failed write
+    assert [f.name for f in tmp_path.iterdir()] == ["r.json"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"table_distance": 0.15}, "table_distance"),
+        ({"sigmas": (0.5, 0.25)}, "sigmas"),
+        ({"overrides": (("esgd", "lr", -1.0),)}, "lr"),
+        ({"unit_norm": "two"}, "'two'"),
+        ({"algorithms": ()}, "algorithms"),
+    ],
+)
+def test_config_validation_names_the_bad_value(kwargs, needle):
+    with pytest.raises(ValueError) as info:
+        CommitteeStudyConfig(**kwargs)
+    assert needle in str(info.value)
+
+
+def test_quick_config_is_reduced():
+    q, full = quick_study_config(), CommitteeStudyConfig()
+    assert q.restarts < full.restarts and q.max_epochs < full.max_epochs
+    assert len(q.distances) < len(full.distances) and q.quick and not full.quick
