@@ -11,6 +11,7 @@ ARGS = {
     "sgd": dict(lr=0.1),
     "esgd": dict(lr=0.5, inner_lr=0.05, inner_steps=2),
     "rsgd": dict(lr=0.1, y=2, gamma=0.1, seed=0),
+    "sam": dict(lr=0.1, rho=0.05),
 }
 
 
@@ -27,6 +28,15 @@ def test_every_registered_optimizer_builds_and_steps(name):
     before = [p.detach().clone() for p in model.parameters()]
     if name == "sgd":
         sgd_step(opt, model, loss_fn, batches)
+    elif name == "sam":  # two passes on the same minibatch: a closure that re-evaluates it
+        x, t = next(batches)
+
+        def closure():
+            loss = loss_fn(model(x), t)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
     elif name == "esgd":
         esgd_step(opt, model, loss_fn, batches)
     else:
@@ -37,5 +47,5 @@ def test_every_registered_optimizer_builds_and_steps(name):
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match="known: esgd, rsgd, sgd"):
+    with pytest.raises(ValueError, match="known: " + ", ".join(list_optimizers())):
         create_optimizer("adamw", LinearModel())

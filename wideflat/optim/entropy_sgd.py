@@ -219,7 +219,9 @@ class EntropySGD(Optimizer):
 
     # -- the algorithm -----------------------------------------------------------------
     def _run_inner(self, closure: Callable, gamma_override: float | None = None):
-        """Run the L inner steps from w. Returns (first loss, anchors, means, touched).
+        """Run the L inner steps from w; the parameters end at w'.
+
+        Returns (first loss, params, anchors w, means μ, indices of params that got a grad).
 
         On a non-finite loss everything this call changed is restored before raising.
         """
@@ -283,9 +285,12 @@ class EntropySGD(Optimizer):
         first_loss, params, anchors, means, touched = self._run_inner(closure)
         # Outer update: w ← outer_step(w, g = w − μ). Parameters that never received a
         # gradient in the inner loop keep grad None and are skipped, as torch optimizers do.
-        for i, (p, w, mu) in enumerate(zip(params, anchors, means, strict=True)):
-            p.copy_(w)
-            p.grad = torch.sub(w, mu) if i in touched else None
+        torch._foreach_copy_(params, anchors)
+        live = sorted(touched)
+        grads = torch._foreach_sub([anchors[i] for i in live], [means[i] for i in live])
+        for i, g in zip(live, grads, strict=True):
+            params[i].grad = g
+        for p, mu in zip(params, means, strict=True):
             self.state[p]["mean"] = mu
         self.outer.step()
         for p in params:
