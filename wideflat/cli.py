@@ -187,6 +187,70 @@ def _add_committee(sub) -> None:
     com.set_defaults(func=_committee)
 
 
+def _add_train(sub) -> None:
+    """``wideflat train``: one run of a preset (paper §6); the work is in experiments.runner."""
+    from .experiments.config import RUN_KINDS, add_run_arguments
+
+    train = sub.add_parser(
+        "train",
+        help="train one model with SGD, eSGD, rSGD or SAM from a preset (paper Table 1)",
+        description="Train one run of a preset with checkpoints every epoch, metrics.jsonl, "
+        "run.json and local-energy profiles. Exit codes: 2 bad input, 3 non-finite loss.",
+    )
+    add_run_arguments(train)
+    train.add_argument("--method", default="sgd", choices=list(RUN_KINDS), help="method")
+    train.add_argument("--budget", choices=["equal", "per-replica"], help="rSGD data budget")
+    train.add_argument("--seed", type=int, default=0, help="seed of the run")
+    train.add_argument("--resume", help="auto, or a run/checkpoint folder to continue from")
+
+    def error(message: str) -> None:  # one line, no usage block
+        print(f"wideflat train: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    def run(args: argparse.Namespace) -> int:
+        from .experiments.runner import cli_train
+
+        return cli_train(args)
+
+    train.error = error
+    train.set_defaults(func=run)
+
+
+def _add_compare(sub) -> None:
+    """``wideflat compare``: methods × seeds of a preset, then Table 1 and Figs. 2–5."""
+    from .experiments.config import RUN_KINDS, add_run_arguments
+
+    compare = sub.add_parser(
+        "compare",
+        help="run several methods over seeds and tabulate test error mean ± std (Table 1)",
+        description="Train every method × seed of a preset at equal budget (rsgdxy: rSGD at "
+        "the per-replica budget) into OUT/<method>-s<seed>, then write OUT/summary.md, "
+        "OUT/test_error.png and OUT/local_energy.png. Finished runs are kept, interrupted "
+        "ones resumed, so re-running the command continues a study.",
+    )
+    add_run_arguments(compare)
+    compare.add_argument(
+        "--methods",
+        nargs="+",
+        default=["sgd", "esgd", "rsgd", "rsgdxy"],
+        choices=list(RUN_KINDS),
+        help="run kinds",
+    )
+    compare.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds")
+
+    def error(message: str) -> None:  # one line, no usage block
+        print(f"wideflat compare: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    def run(args: argparse.Namespace) -> int:
+        from .experiments.runner import cli_compare
+
+        return cli_compare(args)
+
+    compare.error = error
+    compare.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wideflat",
@@ -197,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     # One _add_<command>(sub) per command; the work lives in the library modules.
     _add_demo(sub)
     _add_committee(sub)
+    _add_train(sub)
+    _add_compare(sub)
     return parser
 
 

@@ -12,6 +12,7 @@ from .focusing import (
     auto_gamma0_rsgd,
 )
 from .replicated_sgd import ReplicatedSGD
+from .sam import SAM
 
 __all__ = [
     "ConstantGamma",
@@ -22,6 +23,7 @@ __all__ = [
     "MissingClosureError",
     "NonFiniteLossError",
     "ReplicatedSGD",
+    "SAM",
     "auto_gamma0_esgd",
     "auto_gamma0_rsgd",
     "create_optimizer",

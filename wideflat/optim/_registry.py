@@ -11,11 +11,13 @@ from torch.optim import Optimizer
 
 from .entropy_sgd import EntropySGD
 from .replicated_sgd import ReplicatedSGD
+from .sam import SAM
 
 _FACTORIES: dict[str, Callable[..., Optimizer]] = {
     "sgd": lambda model, **kw: torch.optim.SGD(model.parameters(), **kw),
     "esgd": lambda model, **kw: EntropySGD(model.parameters(), **kw),
     "rsgd": lambda model, **kw: ReplicatedSGD(model, **kw),
+    "sam": lambda model, **kw: SAM(model.parameters(), **kw),
 }
 
 

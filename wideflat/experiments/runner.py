@@ -1,0 +1,964 @@
+"""The deep-network training run: one method, one seed, one folder (paper §6).
+
+:func:`train` reads a :class:`~wideflat.experiments.config.TrainConfig`, trains with the
+per-method loop shape of :mod:`wideflat.experiments.methods`, and writes a run folder::
+
+    out/
+        run.json            resolved config, config hash, seed, versions, platform, device,
+                            status (running | finished | failed) and the final summary
+        metrics.jsonl       one strict-JSON row per evaluated epoch (NaN written as null,
+                            the field named in "nonfinite")
+        energy/epoch-0005.json   local-energy profiles δE(σ) (LocalEnergyProfile.to_json)
+        checkpoints/step-…/      atomic, SHA-256-verified checkpoint after every epoch
+                                 (the last two kept; wideflat.experiments.checkpoint)
+
+Budget (see :mod:`~wideflat.experiments.config`): an epoch is a pass of minibatch gradients
+over the training set; a method costing k gradients per step (L for eSGD, y for rSGD, 2 for
+SAM) takes ``batches_per_epoch // k`` steps per epoch, so epochs, LR milestones and the γ
+schedule rescale together. ``budget="per-replica"`` (rSGD × y) takes ``batches_per_epoch``.
+
+rSGD is evaluated at its center w̄, with BatchNorm statistics recomputed on the training set
+(no augmentation) when the model has BatchNorm. eSGD and SAM are evaluated at w.
+
+Resume: a checkpoint holds the model (all replicas), optimizer, γ scheduler, data-stream and
+RNG states; training resumed from it on the same device is bit-identical to an uninterrupted
+run, and ``metrics.jsonl`` is cut back to the checkpoint's epoch. Failures raise
+:class:`RunError` (one line; ``exit_code`` 2) before anything in ``out`` is touched, or
+:class:`NonFiniteRunError` (exit code 3) when a loss turns NaN/inf: the step is not applied,
+nothing newer than the last checkpoint is saved, and run.json says ``failed``.
+
+Fault hook (tests): ``WIDEFLAT_FAULT=loss:nan@step=S[@replica=R]`` (or ``loss:inf``) makes
+the loss of step S (of replica R, default 0) non-finite.
+
+Example:
+    >>> import tempfile
+    >>> from wideflat.experiments.config import TrainConfig
+    >>> with tempfile.TemporaryDirectory() as d:  # doctest: +SKIP
+    ...     summary = train(TrainConfig(epochs=1, train_subset=512), d, progress=False)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..data import Augment, DatasetError, channel_stats, dataset_info, list_datasets, load_dataset
+from ..data import normalize as _normalize
+from ..data.streams import replica_streams
+from ..flatness.energy import local_energy
+from ..models import create_model, list_models
+from ..optim import (
+    SAM,
+    ConstantGamma,
+    CosineGamma,
+    EntropySGD,
+    ExponentialGamma,
+    NonFiniteLossError,
+    ReplicatedSGD,
+    auto_gamma0_esgd,
+    auto_gamma0_rsgd,
+)
+from ..replicas import recompute_bn
+from . import methods
+from .checkpoint import CheckpointError, NoCheckpointError, load_checkpoint, save_checkpoint
+from .config import TrainConfig, config_hash, parse_gamma, parse_lr_schedule
+
+__all__ = [
+    "NonFiniteRunError",
+    "RunError",
+    "RunSummary",
+    "cli_compare",
+    "cli_train",
+    "compare",
+    "lr_at",
+    "read_metrics",
+    "run_label",
+    "steps_per_epoch",
+    "train",
+]
+
+_PAYLOAD_FORMAT = 1
+_BASES = {"sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}
+
+
+class RunError(Exception):
+    """A run cannot start or continue; ``str(e)`` is one line, ``exit_code`` is 2."""
+
+    exit_code = 2
+
+
+class NonFiniteRunError(RunError):
+    """A loss became NaN/inf: ``non-finite loss at epoch e step s replica r`` (exit code 3)."""
+
+    exit_code = 3
+
+    def __init__(self, epoch: int, step: int, replica: int):
+        self.epoch, self.step, self.replica = epoch, step, replica
+        super().__init__(f"non-finite loss at epoch {epoch} step {step} replica {replica}")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The end of a run, as stored in run.json under ``"summary"``."""
+
+    out: str
+    label: str  # sgd | esgd | rsgd | rsgdxy | sam
+    seed: int
+    epochs: int  # data epochs trained
+    steps: int  # optimizer steps
+    grad_evals: int  # minibatch gradients, all replicas and inner steps
+    test_error: float  # fraction, at the evaluated model (rSGD: the center)
+    train_error: float  # fraction, on the train-eval subset
+    train_loss: float  # mean minibatch loss over the last epoch
+    train_seconds: float  # wall clock of the training steps only (no evaluation)
+    images_per_s: float  # gradient images per second over epochs 2.. (epoch 1 if only one)
+
+
+def run_label(cfg: TrainConfig) -> str:
+    """The run kind: the method, or ``rsgdxy`` for rSGD at the per-replica budget."""
+    return "rsgdxy" if cfg.budget == "per-replica" else cfg.method
+
+
+def steps_per_epoch(cfg: TrainConfig, batches_per_epoch: int) -> int:
+    """Optimizer steps in one data epoch under the config's budget.
+
+    Example:
+        >>> steps_per_epoch(TrainConfig(method="rsgd", y=3), 78)
+        26
+        >>> steps_per_epoch(TrainConfig(method="rsgd", y=3, budget="per-replica"), 78)
+        78
+    """
+    return max(1, batches_per_epoch // cfg.budget_divisor)
+
+
+def lr_at(cfg: TrainConfig, epoch: float) -> float:
+    """Learning rate at (fractional) data epoch ``epoch``: warm-up, then the schedule.
+
+    Example:
+        >>> cfg = TrainConfig(lr=0.1, lr_schedule="multistep:10,20", epochs=30)
+        >>> [round(lr_at(cfg, e), 6) for e in (0, 9.9, 10, 25)]
+        [0.1, 0.1, 0.01, 0.001]
+    """
+    spec = parse_lr_schedule(cfg.lr_schedule)
+    if spec.kind == "multistep":
+        factor = spec.factor ** sum(epoch >= m for m in spec.milestones)
+    elif spec.kind == "cosine":
+        factor = 0.5 * (1.0 + math.cos(math.pi * min(epoch / cfg.epochs, 1.0)))
+    elif spec.kind == "exponential":
+        factor = spec.factor ** math.floor(epoch / spec.every)
+    else:
+        factor = 1.0
+    lr = cfg.lr * factor
+    if epoch < cfg.warmup_epochs:
+        lr = cfg.warmup_lr + (lr - cfg.warmup_lr) * epoch / cfg.warmup_epochs
+    return lr
+
+
+# --- small pieces -------------------------------------------------------------------------
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _clean(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _row_json(row: dict) -> str:
+    bad = sorted(k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v))
+    out = {k: _clean(v) for k, v in row.items()}
+    out["nonfinite"] = bad
+    return json.dumps(out, allow_nan=False)
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The rows of a ``metrics.jsonl`` (null → NaN); unparsable lines are skipped."""
+    rows = []
+    path = Path(path)
+    if not path.is_file():
+        return rows
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append({k: (math.nan if v is None else v) for k, v in row.items()})
+    return rows
+
+
+def _parse_loss_fault() -> tuple[float, int, int] | None:
+    spec = os.environ.get("WIDEFLAT_FAULT", "")
+    if not spec.startswith("loss:"):
+        return None
+    m = re.fullmatch(r"loss:(nan|inf)@step=(\d+)(?:@replica=(\d+))?", spec)
+    if not m:
+        raise RunError(f"invalid WIDEFLAT_FAULT: {spec!r} (expected loss:nan@step=S[@replica=R])")
+    return float(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+class _LossProbe:
+    """The training loss: cross-entropy, plus fault injection and the first non-finite replica.
+
+    ``per_replica``: the closure is called once per replica in order (rSGD loop engine), so
+    the call count within a step is the replica index.
+    """
+
+    def __init__(self, per_replica: bool, check: bool = True):
+        self.per_replica = per_replica
+        self.check = check
+        self.fault = _parse_loss_fault()
+        self.step = 0
+        self.calls = 0
+        self.bad: int | None = None
+
+    def begin(self, step: int) -> None:
+        self.step, self.calls, self.bad = step, 0, None
+
+    def __call__(self, out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(out.float(), t)
+        replica = self.calls if self.per_replica else 0
+        self.calls += 1
+        if self.fault is not None and self.fault[1:] == (self.step, replica):
+            loss = loss * self.fault[0]
+        if self.check and self.bad is None and not bool(torch.isfinite(loss)):
+            self.bad = replica
+        return loss
+
+
+@contextlib.contextmanager
+def _frozen_bn(model: nn.Module):
+    """BatchNorm running statistics unchanged inside (momentum 0), e.g. SAM's second pass."""
+    layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    saved = [m.momentum for m in layers]
+    for m in layers:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, mom in zip(layers, saved, strict=True):
+            m.momentum = mom
+
+
+def _has_bn(model: nn.Module) -> bool:
+    return any(isinstance(m, _BatchNorm) for m in model.modules())
+
+
+def _as_float(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    x = images.to(torch.float32) / 255.0 if images.dtype == torch.uint8 else images.float()
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    return _normalize(x, mean, std)
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, x: torch.Tensor, t: torch.Tensor, batch: int, amp: bool):
+    """(error, loss) over (x, t) in eval mode; the mode is restored."""
+    was = model.training
+    model.eval()
+    wrong, total_loss = 0.0, 0.0
+    for i in range(0, len(t), batch):
+        with _autocast(x.device, amp):
+            out = model(x[i : i + batch]).float()
+        wrong += float((out.argmax(1) != t[i : i + batch]).sum())
+        total_loss += float(F.cross_entropy(out, t[i : i + batch], reduction="sum"))
+    model.train(was)
+    n = max(len(t), 1)
+    return wrong / n, total_loss / n
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({platform.processor() or platform.machine()}, "
+    f"{torch.get_num_threads()} threads)"
+
+
+def _environment(device: torch.device) -> dict:
+    return {
+        "wideflat": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": _device_name(device),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda,
+    }
+
+
+# --- validation and data ----------------------------------------------------------------------
+
+
+def _check_names(cfg: TrainConfig) -> None:
+    if cfg.dataset not in list_datasets():
+        raise RunError(f"unknown dataset {cfg.dataset!r} (known: {', '.join(list_datasets())})")
+    if cfg.data_root is not None and not Path(cfg.data_root).is_dir():
+        raise RunError(f"data folder not found: {cfg.data_root}")
+    if cfg.model not in list_models():
+        raise RunError(f"unknown model {cfg.model!r} (known: {', '.join(list_models())})")
+
+
+def _load_data(cfg: TrainConfig, device: torch.device):
+    try:
+        train = load_dataset(cfg.dataset, cfg.data_root, split="train")
+        test = load_dataset(cfg.dataset, cfg.data_root, split="test")
+    except (DatasetError, OSError, ValueError) as e:
+        raise RunError(f"cannot load dataset {cfg.dataset!r}: {e}".replace("\n", " ")) from None
+    x, t = train.images, train.labels
+    if cfg.train_subset:
+        if cfg.train_subset > len(t):
+            raise RunError(f"train_subset {cfg.train_subset} > {len(t)} training images")
+        keep = torch.randperm(len(t), generator=torch.Generator().manual_seed(0))
+        x, t = x[keep[: cfg.train_subset]], t[keep[: cfg.train_subset]]
+    if len(t) < cfg.batch_size:
+        raise RunError(f"batch_size {cfg.batch_size} > {len(t)} training images")
+    xt, tt = test.images, test.labels
+    if cfg.test_subset:
+        xt, tt = xt[: cfg.test_subset], tt[: cfg.test_subset]
+    mean, std = channel_stats(x)
+    train_eval = x[: cfg.train_eval_subset] if cfg.train_eval_subset else x
+    data = {
+        "x": x.to(device),
+        "t": t.to(device),
+        "mean": mean,
+        "std": std,
+        "train_eval": (
+            _as_float(train_eval.to(device), mean, std),
+            t[: len(train_eval)].to(device),
+        ),
+        "test": (_as_float(xt.to(device), mean, std), tt.to(device)),
+        "energy": (
+            _as_float(x[: cfg.energy_subset].to(device), mean, std),
+            t[: cfg.energy_subset].to(device),
+        ),
+    }
+    return data
+
+
+def _build_model(cfg: TrainConfig, data: dict, device: torch.device) -> nn.Module:
+    info = dataset_info(cfg.dataset)
+    x = data["x"]
+    in_channels = 1 if x.ndim == 3 else int(x.shape[1])
+    torch.manual_seed(cfg.seed)
+    try:
+        model = create_model(
+            cfg.model,
+            num_classes=info.num_classes,
+            in_channels=in_channels,
+            image_size=int(x.shape[-1]),
+            **dict(cfg.model_kwargs),
+        )
+    except (ValueError, TypeError, ImportError) as e:
+        raise RunError(f"cannot build model {cfg.model!r}: {e}") from None
+    return model.to(device)
+
+
+def _base_kwargs(cfg: TrainConfig) -> dict:
+    if cfg.optimizer == "sgd":
+        return dict(momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return dict(momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return dict(weight_decay=cfg.weight_decay)
+
+
+def _build_optimizer(cfg: TrainConfig, model: nn.Module):
+    base = _BASES[cfg.optimizer]
+    kw = _base_kwargs(cfg)
+    if cfg.method == "sgd":
+        return base(model.parameters(), lr=cfg.lr, **kw)
+    if cfg.method == "sam":
+        return SAM(model.parameters(), base, rho=cfg.rho, lr=cfg.lr, **kw)
+    if cfg.method == "esgd":
+        shared = kw if cfg.optimizer == "sgd" else {}
+        extra = {} if cfg.optimizer == "sgd" else {"outer": base, "outer_kwargs": kw}
+        return EntropySGD(
+            model.parameters(),
+            lr=cfg.lr,
+            inner_lr=cfg.inner_lr,
+            inner_steps=cfg.inner_steps,
+            gamma=0.0,
+            alpha=cfg.alpha,
+            noise=cfg.noise,
+            seed=cfg.seed,
+            **shared,
+            **extra,
+        )
+    if cfg.optimizer == "sgd":
+        return ReplicatedSGD(
+            model,
+            lr=cfg.lr,
+            y=cfg.y,
+            engine=cfg.engine,
+            coupling_every=cfg.coupling_every,
+            seed=cfg.seed,
+            **kw,
+        )
+    return ReplicatedSGD(
+        model,
+        lr=cfg.lr,
+        y=cfg.y,
+        engine=cfg.engine,
+        coupling_every=cfg.coupling_every,
+        base=base,
+        base_kwargs=kw,
+        seed=cfg.seed,
+    )
+
+
+def _gamma_scheduler(cfg, opt, total_steps: int, gamma0: float):
+    spec = parse_gamma(cfg.gamma)
+    if spec.kind == "const":
+        return ConstantGamma(opt, gamma0)
+    if spec.kind == "cosine":
+        return CosineGamma(opt, spec.gamma0, total_steps)
+    if spec.rate is not None:
+        return ExponentialGamma(opt, gamma0, spec.rate)
+    return ExponentialGamma(opt, gamma0, growth=spec.factor, steps=total_steps)
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+class _Run:
+    """Everything one training run holds; :func:`train` drives it."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        self.cfg = cfg
+        self.device = device
+        self.data = _load_data(cfg, device)
+        self.model = _build_model(cfg, self.data, device)
+        try:
+            self.opt = _build_optimizer(cfg, self.model)
+        except ValueError as e:
+            raise RunError(str(e)) from None
+        transform = Augment(
+            padding=cfg.padding,
+            flip=cfg.flip,
+            cutout=cfg.cutout,
+            mean=tuple(self.data["mean"].tolist()),
+            std=tuple(self.data["std"].tolist()),
+        )
+        streams = cfg.y if cfg.method == "rsgd" else 1
+        self.streams = replica_streams(
+            self.data["x"],
+            self.data["t"],
+            cfg.batch_size,
+            replicas=streams,
+            seed=cfg.seed,
+            device=device,
+            transform=transform,
+        )
+        self.batches_per_epoch = len(self.streams[0].loader)
+        self.epoch_steps = steps_per_epoch(cfg, self.batches_per_epoch)
+        self.total_steps = cfg.epochs * self.epoch_steps
+        rsgd_loop = cfg.method == "rsgd" and cfg.engine == "loop"
+        self.probe = _LossProbe(per_replica=rsgd_loop, check=cfg.engine == "loop")
+        self.sched = None
+
+    def start_gamma(self, fresh: bool) -> None:
+        """Build the γ scheduler; a fresh run computes an automatic γ0 (a resume loads it)."""
+        cfg = self.cfg
+        if cfg.method not in ("esgd", "rsgd"):
+            return
+        spec = parse_gamma(cfg.gamma)
+        gamma0 = spec.gamma0 if spec.gamma0 is not None else 0.0
+        if fresh and spec.gamma0 is None and spec.kind != "cosine":
+            x, t = self.data["train_eval"]
+            x, t = x[: cfg.eval_batch], t[: cfg.eval_batch]
+            try:
+                if cfg.method == "rsgd":
+                    gamma0 = auto_gamma0_rsgd(self.opt, lambda m: F.cross_entropy(m(x), t))
+                else:
+                    stream = self.streams[0]
+
+                    def closure():
+                        xb, tb = next(stream)
+                        loss = F.cross_entropy(self.model(xb), tb)
+                        loss.backward()
+                        return loss
+
+                    gamma0 = auto_gamma0_esgd(self.opt, closure)
+            except ValueError as e:
+                raise RunError(f"automatic gamma0 failed: {e}") from None
+        self.sched = _gamma_scheduler(cfg, self.opt, self.total_steps, gamma0)
+
+    @property
+    def trained(self) -> nn.Module:
+        """The module whose state is the trajectory (the replicas for rSGD)."""
+        return self.opt.replicas if isinstance(self.opt, ReplicatedSGD) else self.model
+
+    def set_lr(self, step_index: int) -> float:
+        lr = lr_at(self.cfg, step_index / self.epoch_steps)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def one_step(self):
+        cfg, opt, model = self.cfg, self.opt, self.model
+        if cfg.method == "esgd":
+            return methods.esgd_step(opt, model, self.probe, self.streams[0])
+        if cfg.method == "rsgd":
+            if cfg.engine == "vmap":
+                return opt.step_batches([next(s) for s in self.streams], self.probe)
+            return methods.rsgd_step(opt, self.probe, self.streams)
+        x, t = next(self.streams[0])
+        if cfg.method == "sam":
+            passes = [0]
+
+            def closure():
+                with _frozen_bn(model) if passes[0] else contextlib.nullcontext():
+                    passes[0] += 1
+                    loss = self.probe(model(x), t)
+                    loss.backward()
+                    return loss
+
+            return opt.step(closure).detach()
+        # SGD: methods.sgd_step, with the finiteness check before the update.
+        opt.zero_grad(set_to_none=True)
+        loss = self.probe(model(x), t)
+        if self.probe.bad is not None:
+            raise NonFiniteLossError(f"non-finite loss {float(loss.detach())}")
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    def eval_model(self) -> nn.Module:
+        if not isinstance(self.opt, ReplicatedSGD):
+            return self.model
+        center = self.opt.center()
+        if _has_bn(center):
+            x = self.data["x"]
+            batch = self.cfg.eval_batch
+            mean, std = self.data["mean"], self.data["std"]
+            recompute_bn(
+                center, (_as_float(x[i : i + batch], mean, std) for i in range(0, len(x), batch))
+            )
+        return center
+
+    def payload(self, epoch: int, step: int, train_seconds: float) -> dict:
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": _PAYLOAD_FORMAT,
+            "epoch": epoch,
+            "step": step,
+            "train_seconds": train_seconds,
+            "model": self.trained.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "gamma": self.sched.state_dict() if self.sched is not None else {},
+            "streams": [s.state_dict() for s in self.streams],
+            "rng": rng,
+        }
+
+    def load(self, payload: dict) -> tuple[int, int, float]:
+        if payload.get("format") != _PAYLOAD_FORMAT:
+            raise RunError(f"checkpoint payload format {payload.get('format')!r} not supported")
+        self.trained.load_state_dict(payload["model"])
+        self.opt.load_state_dict(payload["optimizer"])
+        if self.sched is not None:
+            self.sched.load_state_dict(payload["gamma"])
+        for s, st in zip(self.streams, payload["streams"], strict=True):
+            s.load_state_dict(st)
+        torch.set_rng_state(payload["rng"]["cpu"])
+        if "cuda" in payload["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(payload["rng"]["cuda"], self.device)
+        return int(payload["epoch"]), int(payload["step"]), float(payload["train_seconds"])
+
+
+def _resolve_resume(out: Path, resume: str | None) -> tuple[Path | None, int | None]:
+    """(checkpoint folder, step or None) to resume from, or (None, None) for a fresh start."""
+    if resume is None:
+        return None, None
+    if resume == "auto":
+        return out / "checkpoints", None
+    path = Path(resume)
+    if not path.exists():
+        raise RunError(f"resume checkpoint not found: {path}")
+    if (path / "checkpoints").is_dir():
+        return path / "checkpoints", None
+    m = re.fullmatch(r"step-(\d+)", path.name)
+    if m and (path / "MANIFEST.json").exists():
+        return path.parent, int(m.group(1))
+    return path, None
+
+
+def _prepare_out(out: Path, resume: str | None) -> None:
+    if out.exists() and not out.is_dir():
+        raise RunError(f"output folder {out} exists and is not a folder")
+    if resume is None and ((out / "run.json").exists() or (out / "checkpoints").exists()):
+        raise RunError(
+            f"output folder {out} already holds a run; pass --resume auto to continue it "
+            "or choose another --out"
+        )
+    parent = out if out.exists() else out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunError(f"output folder {out} is not writable")
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    resume: str | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> RunSummary:
+    """Train one run of ``cfg`` into the folder ``out`` (see the module docstring).
+
+    Args:
+        cfg: the resolved config.
+        out: the run folder (created; a fresh run refuses a folder that holds a run).
+        resume: None (fresh), ``"auto"`` (the newest verified checkpoint in
+            ``out/checkpoints``, else fresh) or a path: a run folder, its ``checkpoints``
+            folder or one ``step-…`` folder (must exist and match the config).
+        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
+        progress: show a tqdm bar.
+        log: where one-line notes go (default: stderr).
+
+    Returns:
+        The :class:`RunSummary` (also in ``run.json``).
+
+    Raises:
+        RunError: bad names, data, output folder or checkpoint, with one line naming it;
+            nothing in ``out`` has been written.
+        NonFiniteRunError: a NaN/inf loss; the last checkpoint is intact.
+    """
+    log = log or (lambda text: print(text, file=sys.stderr))
+    out = Path(out)
+    _check_names(cfg)
+    try:
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as e:
+        raise RunError(f"unusable device {str(device)!r}: {e}".splitlines()[0]) from None
+    _prepare_out(out, resume)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    chash = config_hash(cfg)
+    ckpt_dir, ckpt_step = _resolve_resume(out, resume)
+    payload = None
+    if ckpt_dir is not None:
+        try:
+            _, payload = load_checkpoint(ckpt_dir, config_hash=chash, step=ckpt_step)
+        except NoCheckpointError:
+            if resume != "auto":
+                raise RunError(f"no committed checkpoint in {ckpt_dir}") from None
+        except CheckpointError as e:
+            raise RunError(str(e)) from None
+    run = _Run(cfg, device)
+    run.start_gamma(fresh=payload is None)
+    start_epoch, step, train_seconds = 0, 0, 0.0
+    if payload is not None:
+        try:
+            start_epoch, step, train_seconds = run.load(payload)
+        except (KeyError, ValueError, RuntimeError) as e:
+            raise RunError(f"checkpoint does not fit this run: {e}".splitlines()[0]) from None
+        log(f"resuming {out} from epoch {start_epoch} (step {step})")
+    # From here on the folder is ours.
+    out.mkdir(parents=True, exist_ok=True)
+    metrics_path = out / "metrics.jsonl"
+    rows = [r for r in read_metrics(metrics_path) if r.get("epoch", math.inf) <= start_epoch]
+    tmp = metrics_path.with_name("metrics.jsonl.tmp")
+    tmp.write_text("".join(_row_json(r) + "\n" for r in rows))
+    os.replace(tmp, metrics_path)
+    label = run_label(cfg)
+    record = {
+        "label": label,
+        "config": cfg.to_dict(),
+        "config_hash": chash,
+        "seed": cfg.seed,
+        "environment": _environment(device),
+        "budget": {
+            "batches_per_epoch": run.batches_per_epoch,
+            "steps_per_epoch": run.epoch_steps,
+            "grad_evals_per_step": cfg.grad_evals_per_step,
+            "total_steps": run.total_steps,
+        },
+        "status": "running",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "argv": sys.argv,
+    }
+    _atomic_json(out / "run.json", record)
+    if start_epoch == 0 and 0 in cfg.energy_epochs:
+        _measure_energy(run, out, 0)
+    bar = tqdm(
+        total=run.total_steps,
+        initial=step,
+        desc=f"{label} s{cfg.seed}",
+        disable=not progress,
+        leave=False,
+    )
+    try:
+        for epoch in range(start_epoch + 1, cfg.epochs + 1):
+            run.trained.train()
+            losses = []
+            began = time.perf_counter()
+            for _ in range(run.epoch_steps):
+                lr = run.set_lr(step)
+                step += 1
+                run.probe.begin(step)
+                try:
+                    with _autocast(device, cfg.amp):
+                        loss = run.one_step()
+                except NonFiniteLossError as e:
+                    replica = run.probe.bad
+                    if replica is None:
+                        found = re.search(r"replica\(s\) \[(\d+)", str(e))
+                        replica = int(found.group(1)) if found else 0
+                    raise NonFiniteRunError(epoch, step, replica) from None
+                if run.sched is not None:
+                    run.sched.step()
+                losses.append(loss)
+                bar.update()
+            train_loss = float(torch.stack(losses).float().mean())
+            if not math.isfinite(train_loss):
+                raise NonFiniteRunError(epoch, step, 0)
+            seconds = time.perf_counter() - began
+            train_seconds += seconds
+            row = {
+                "epoch": epoch,
+                "step": step,
+                "grad_evals": step * cfg.grad_evals_per_step,
+                "lr": lr,
+                "train_loss": train_loss,
+                "epoch_seconds": seconds,
+                "train_seconds": train_seconds,
+                "images_per_s": run.epoch_steps
+                * cfg.grad_evals_per_step
+                * cfg.batch_size
+                / seconds,
+            }
+            if "gamma" in run.opt.param_groups[0]:
+                row["gamma"] = float(run.opt.param_groups[0]["gamma"])
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                began = time.perf_counter()
+                model = run.eval_model()
+                row["train_error"], row["train_eval_loss"] = _evaluate(
+                    model, *run.data["train_eval"], cfg.eval_batch, cfg.amp
+                )
+                row["test_error"], row["test_loss"] = _evaluate(
+                    model, *run.data["test"], cfg.eval_batch, cfg.amp
+                )
+                row["eval_seconds"] = time.perf_counter() - began
+                bar.set_postfix(loss=f"{train_loss:.3f}", test=f"{row['test_error']:.4f}")
+            with metrics_path.open("a") as f:
+                f.write(_row_json(row) + "\n")
+            if epoch in cfg.energy_epochs:
+                _measure_energy(run, out, epoch)
+            save_checkpoint(
+                out / "checkpoints",
+                step,
+                run.payload(epoch, step, train_seconds),
+                config_hash=chash,
+            )
+    except NonFiniteRunError as e:
+        bar.close()
+        record["status"] = "failed"
+        record["error"] = str(e)
+        _atomic_json(out / "run.json", record)
+        raise
+    bar.close()
+    summary = _summary(out, cfg, label, step, train_seconds)
+    record["status"] = "finished"
+    record["summary"] = {k: _clean(v) for k, v in asdict(summary).items()}
+    record["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    _atomic_json(out / "run.json", record)
+    return summary
+
+
+def _measure_energy(run: _Run, out: Path, epoch: int) -> None:
+    cfg = run.cfg
+    model = run.eval_model()
+    profile = local_energy(
+        model,
+        run.data["energy"],
+        list(cfg.energy_sigmas),
+        cfg.energy_samples,
+        seed=cfg.seed,
+        batch_size=cfg.eval_batch,
+        progress=False,
+    )
+    (out / "energy").mkdir(exist_ok=True)
+    profile.to_json(out / "energy" / f"epoch-{epoch:04d}.json")
+
+
+def _summary(out: Path, cfg: TrainConfig, label: str, step: int, seconds: float) -> RunSummary:
+    rows = read_metrics(out / "metrics.jsonl")
+    evaluated = [r for r in rows if "test_error" in r]
+    last = evaluated[-1] if evaluated else {}
+    speeds = [r["images_per_s"] for r in rows if r.get("epoch", 0) > 1] or [
+        r["images_per_s"] for r in rows
+    ]
+    return RunSummary(
+        out=str(out),
+        label=label,
+        seed=cfg.seed,
+        epochs=cfg.epochs,
+        steps=step,
+        grad_evals=step * cfg.grad_evals_per_step,
+        test_error=float(last.get("test_error", math.nan)),
+        train_error=float(last.get("train_error", math.nan)),
+        train_loss=float(rows[-1]["train_loss"]) if rows else math.nan,
+        train_seconds=seconds,
+        images_per_s=float(np.median(speeds)) if speeds else math.nan,
+    )
+
+
+def compare(
+    preset: str,
+    kinds: list[str],
+    seeds: list[int],
+    out: str | os.PathLike,
+    *,
+    overrides: dict[str, Any] | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> str:
+    """Train every run kind × seed of a preset into ``out/<kind>-s<seed>``, then tabulate.
+
+    Finished runs (``run.json`` status ``finished``, same config) are kept; interrupted ones
+    resume from their newest checkpoint. Writes ``out/summary.md`` and ``out/summary.json``
+    (:func:`~wideflat.experiments.plots.summary_rows`), ``out/test_error.png`` (Fig. 2) and
+    ``out/local_energy.png`` (Figs. 3–5); a plotting failure is logged, not raised.
+
+    Returns:
+        The Markdown table (test error mean ± std per method).
+    """
+    from . import plots
+    from .presets import preset_config
+
+    log = log or (lambda text: print(text, file=sys.stderr))
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"output folder {out} exists and is not a folder")
+    try:
+        configs = [
+            (kind, preset_config(preset, kind, seed=seed, **(overrides or {})))
+            for seed in seeds  # seed-major: a study cut short has every method for some seeds
+            for kind in kinds
+        ]
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    for _, cfg in configs:
+        _check_names(cfg)
+    for kind, cfg in configs:
+        folder = out / f"{kind}-s{cfg.seed}"
+        try:
+            record = json.loads((folder / "run.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            record = {}
+        if record.get("status") == "finished" and record.get("config_hash") == config_hash(cfg):
+            log(f"{folder}: finished, kept")
+            continue
+        train(cfg, folder, resume="auto", device=device, progress=progress, log=log)
+    runs = [r for r in plots.collect_runs(out) if r.path.parent == out]
+    rows = plots.summary_rows(runs)
+    table = plots.format_table(rows)
+    (out / "summary.md").write_text(f"{preset}: test error over seeds {seeds}\n\n{table}\n")
+    _atomic_json(out / "summary.json", [{k: _clean(v) for k, v in r.items()} for r in rows])
+    for name, fn in (
+        ("test_error.png", plots.plot_test_error),
+        ("local_energy.png", plots.plot_energy),
+    ):
+        try:
+            fn(runs, out / name, title=preset)
+        except Exception as e:  # noqa: BLE001 - a figure never fails the study
+            log(f"plot {name} failed: {type(e).__name__}: {e}".splitlines()[0])
+    return table
+
+
+def _cli_error(prog: str, message: str) -> None:
+    print(f"{prog}: {message}".splitlines()[0], file=sys.stderr)
+
+
+def cli_train(args) -> int:
+    """``wideflat train``: exit 0, 2 (bad input, one line on stderr) or 3 (non-finite loss)."""
+    from .config import overrides_from_args
+    from .presets import preset_config
+
+    prog = "wideflat train"
+    try:
+        overrides = overrides_from_args(args)
+        kind = args.method
+        if args.budget is not None:
+            if kind == "rsgdxy":
+                raise ValueError("Invalid budget: rsgdxy already means per-replica")
+            overrides["budget"] = args.budget
+        cfg = preset_config(args.preset, kind, seed=args.seed, **overrides)
+        summary = train(
+            cfg, args.out, resume=args.resume, device=args.device, progress=not args.no_progress
+        )
+    except (ValueError, RunError) as e:
+        _cli_error(prog, str(e))
+        return getattr(e, "exit_code", 2)
+    except KeyboardInterrupt:
+        _cli_error(prog, "interrupted; resume with --resume auto")
+        return 130
+    print(
+        f"{summary.label} seed {summary.seed}: test error {100 * summary.test_error:.2f}% "
+        f"after {summary.epochs} epochs ({summary.steps} steps, {summary.train_seconds:.0f} s, "
+        f"{summary.images_per_s:.0f} images/s); run folder {summary.out}"
+    )
+    return 0
+
+
+def cli_compare(args) -> int:
+    """``wideflat compare``: the study; prints the table. Exit codes as :func:`cli_train`."""
+    from .config import overrides_from_args
+
+    prog = "wideflat compare"
+    try:
+        overrides = overrides_from_args(args)
+        table = compare(
+            args.preset,
+            args.methods,
+            args.seeds,
+            args.out,
+            overrides=overrides,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+    except (ValueError, RunError) as e:
+        _cli_error(prog, str(e))
+        return getattr(e, "exit_code", 2)
+    except KeyboardInterrupt:
+        _cli_error(prog, "interrupted; run the same command again to continue")
+        return 130
+    print(table)
+    print(f"table, plots and run folders in {args.out}")
+    return 0
