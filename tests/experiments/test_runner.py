@@ -258,3 +258,17 @@ def test_plots_survive_nan_empty_and_one_row_metrics(tmp_path):
     table = plots.format_table(plots.summary_rows(runs))
     assert "| SGD | 1 | – |" in table
     assert not any(math.isnan(r["test_error"]) is False for r in plots.summary_rows([]))
+
+
+def test_vmap_engine_trains_like_the_loop_engine(tmp_path, data_root):
+    loop = train(tiny(data_root, "rsgd", epochs=2), tmp_path / "loop", progress=False)
+    vmap = train(
+        tiny(data_root, "rsgd", epochs=2, engine="vmap"), tmp_path / "vmap", progress=False
+    )
+    assert vmap.test_error == pytest.approx(loop.test_error, abs=1 / 64)
+    assert vmap.train_loss == pytest.approx(loop.train_loss, rel=1e-4)
+
+
+def test_esgd_with_a_non_sgd_base_is_refused():
+    with pytest.raises(ValueError, match="Invalid optimizer: 'adam' with esgd"):
+        TrainConfig(method="esgd", optimizer="adam", nesterov=False)

@@ -285,6 +285,12 @@ class TrainConfig:
             real(f, 0.0)
         if self.alpha > 1:
             raise ValueError(f"Invalid alpha: {self.alpha!r} (expected a number in [0, 1])")
+        if self.method == "esgd" and self.optimizer != "sgd":
+            # EntropySGD shares its per-parameter state with the outer optimizer, and torch's
+            # RMSprop/Adam skip their state initialisation when that state is not empty.
+            raise ValueError(
+                f"Invalid optimizer: {self.optimizer!r} with esgd (only 'sgd' is supported)"
+            )
         if self.nesterov and self.momentum == 0 and self.optimizer == "sgd":
             raise ValueError("Invalid nesterov: True needs momentum > 0")
         parse_lr_schedule(self.lr_schedule)

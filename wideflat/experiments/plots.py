@@ -13,7 +13,7 @@ Example:
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
     ...     collect_runs(d), format_table(summary_rows([])).splitlines()[0][:30]
-    ([], '| method | runs | test error (%')
+    ([], '| method | runs | test error (')
 """
 
 from __future__ import annotations

@@ -166,8 +166,11 @@ _PRESETS = [
         ),
         {
             "rsgd": {**_RSGD, "gamma": "exp:5e-6:x1e4"},
-            # × 0.92 every 2 outer epochs = every 10 data epochs.
+            # × 0.92 every 2 outer epochs = every 10 data epochs; eSGD's loops are Nesterov
+            # SGD in every experiment (appendix C), RMSprop is the baseline's only.
             "esgd": {
+                "optimizer": "sgd",
+                "nesterov": True,
                 "lr": 0.5,
                 "inner_lr": 0.05,
                 "lr_schedule": "exponential:10:0.92",

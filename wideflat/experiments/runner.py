@@ -298,8 +298,8 @@ def _autocast(device: torch.device, amp: bool):
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{device.type} ({platform.processor() or platform.machine()}, "
-    f"{torch.get_num_threads()} threads)"
+    cpu = platform.processor() or platform.machine()
+    return f"{device.type} ({cpu}, {torch.get_num_threads()} threads)"
 
 
 def _environment(device: torch.device) -> dict:
@@ -398,9 +398,7 @@ def _build_optimizer(cfg: TrainConfig, model: nn.Module):
         return base(model.parameters(), lr=cfg.lr, **kw)
     if cfg.method == "sam":
         return SAM(model.parameters(), base, rho=cfg.rho, lr=cfg.lr, **kw)
-    if cfg.method == "esgd":
-        shared = kw if cfg.optimizer == "sgd" else {}
-        extra = {} if cfg.optimizer == "sgd" else {"outer": base, "outer_kwargs": kw}
+    if cfg.method == "esgd":  # SGD outer and inner loops (TrainConfig enforces it)
         return EntropySGD(
             model.parameters(),
             lr=cfg.lr,
@@ -410,8 +408,7 @@ def _build_optimizer(cfg: TrainConfig, model: nn.Module):
             alpha=cfg.alpha,
             noise=cfg.noise,
             seed=cfg.seed,
-            **shared,
-            **extra,
+            **kw,
         )
     if cfg.optimizer == "sgd":
         return ReplicatedSGD(
@@ -447,6 +444,20 @@ def _gamma_scheduler(cfg, opt, total_steps: int, gamma0: float):
 
 
 # --- the run --------------------------------------------------------------------------------
+
+
+class _ReplicaList:
+    """Replicas of any engine as auto_gamma0_rsgd iterates them (the vmap container's
+    indexing raises ValueError, not IndexError, past the end, so it cannot be iterated)."""
+
+    def __init__(self, replicas):
+        self._container = replicas  # not ``.replicas``: auto_gamma0_rsgd would unwrap it
+
+    def __iter__(self):
+        return (self._container[a] for a in range(self._container.y))
+
+    def distances(self) -> torch.Tensor:
+        return self._container.distances()
 
 
 class _Run:
@@ -497,7 +508,9 @@ class _Run:
             x, t = x[: cfg.eval_batch], t[: cfg.eval_batch]
             try:
                 if cfg.method == "rsgd":
-                    gamma0 = auto_gamma0_rsgd(self.opt, lambda m: F.cross_entropy(m(x), t))
+                    gamma0 = auto_gamma0_rsgd(
+                        _ReplicaList(self.opt.replicas), lambda m: F.cross_entropy(m(x), t)
+                    )
                 else:
                     stream = self.streams[0]
 
@@ -852,7 +865,9 @@ def compare(
     """Train every run kind × seed of a preset into ``out/<kind>-s<seed>``, then tabulate.
 
     Finished runs (``run.json`` status ``finished``, same config) are kept; interrupted ones
-    resume from their newest checkpoint. Writes ``out/summary.md`` and ``out/summary.json``
+    resume from their newest checkpoint; a run stopped by a non-finite loss is logged, left
+    ``failed`` in its run.json and left out of the table (which counts finished runs).
+    Writes ``out/summary.md`` and ``out/summary.json``
     (:func:`~wideflat.experiments.plots.summary_rows`), ``out/test_error.png`` (Fig. 2) and
     ``out/local_energy.png`` (Figs. 3–5); a plotting failure is logged, not raised.
 
@@ -885,7 +900,10 @@ def compare(
         if record.get("status") == "finished" and record.get("config_hash") == config_hash(cfg):
             log(f"{folder}: finished, kept")
             continue
-        train(cfg, folder, resume="auto", device=device, progress=progress, log=log)
+        try:
+            train(cfg, folder, resume="auto", device=device, progress=progress, log=log)
+        except NonFiniteRunError as e:  # recorded as failed in its run.json; go on
+            log(f"{folder}: {e}")
     runs = [r for r in plots.collect_runs(out) if r.path.parent == out]
     rows = plots.summary_rows(runs)
     table = plots.format_table(rows)
