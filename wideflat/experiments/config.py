@@ -396,8 +396,12 @@ def add_run_arguments(parser) -> None:
             raise argparse.ArgumentTypeError(f"must be >= 0: {value}")
         return value
 
+    from .presets import list_presets
+
     p = parser
-    p.add_argument("--preset", default="fashion-smallconvnet", help="recipe (wideflat presets)")
+    p.add_argument(
+        "--preset", default="fashion-smallconvnet", help=f"recipe: {', '.join(list_presets())}"
+    )
     p.add_argument("--out", required=True, help="run folder (train) or study folder (compare)")
     p.add_argument("--epochs", type=positive, help="data epochs (the budget)")
     p.add_argument("--y", type=int, help="rSGD replicas (>= 1)")
