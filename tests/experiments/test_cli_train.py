@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from test_runner import write_fake_fashion
 
 from wideflat.cli import main
+from wideflat.experiments.checkpoint import load_checkpoint
 
 
 def tree_hash(folder: Path) -> dict[str, str]:
@@ -128,3 +130,20 @@ def test_compare_end_to_end_and_rerun_keeps_finished_runs(study, capsys, tmp_pat
     assert {k: v for k, v in after.items() if "/" in k} == {
         k: v for k, v in before.items() if "/" in k
     }
+
+
+def test_same_seed_is_bitwise_reproducible_and_another_seed_is_not(study, capsys):
+    root, data = study
+    code, _, _ = run_cli(
+        ["train", *tiny_args(data), "--seed", "0", "--out", str(root / "a2")], capsys
+    )
+    assert code == 0
+    _, a = load_checkpoint(root / "a" / "checkpoints")
+    _, a2 = load_checkpoint(root / "a2" / "checkpoints")
+    _, b = load_checkpoint(root / "b" / "checkpoints")
+    assert all(torch.equal(a["model"][k], a2["model"][k]) for k in a["model"])
+    assert not all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    rows = [(root / n / "metrics.jsonl").read_text().splitlines() for n in ("a", "a2")]
+    strip = [[{k: v for k, v in json.loads(x).items() if "seconds" not in k and k != "images_per_s"}
+              for x in r] for r in rows]  # fmt: skip
+    assert strip[0] == strip[1]
