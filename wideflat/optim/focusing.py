@@ -125,7 +125,7 @@ class ExponentialGamma(GammaScheduler):
     Example:
         >>> import torch
         >>> from wideflat.optim import ReplicatedSGD
-        >>> opt = ReplicatedSGD(torch.nn.Linear(2, 1), lr=0.1, y=3, gamma=1e-3, seed=0)
+        >>> opt = ReplicatedSGD(torch.nn.Linear(2, 1), lr=0.01, y=3, gamma=1e-3, seed=0)
         >>> sched = ExponentialGamma(opt, growth=1e4, steps=100)   # ×10⁴ over 100 epochs
         >>> for epoch in range(100):
         ...     sched.step()                                       # after each epoch
@@ -245,7 +245,7 @@ def auto_gamma0_esgd(optimizer, closure: Callable) -> float:
             0.5 * float((p - w).pow(2).sum()) for p, w in zip(params, anchors, strict=True)
         )
     optimizer._restore(params, anchors, saved)
-    loss = float(first_loss)
+    loss = float(first_loss.detach() if isinstance(first_loss, torch.Tensor) else first_loss)
     if distance == 0:
         raise ValueError("Invalid closure: the inner loop did not move w (d(w', w) = 0)")
     return loss / distance
