@@ -12,7 +12,6 @@ from wideflat_data_fakes import write_idx_pair
 from wideflat.data import (
     CommitteeData,
     DatasetError,
-    committee_output,
     fashion_committee,
     load_committee_data,
     load_fashion_mnist,
@@ -137,8 +136,6 @@ def test_teacher_and_dataclass_errors():
         teacher_committee(k=4)
     with pytest.raises(ValueError, match="Invalid n_features"):
         teacher_committee(n_features=0)
-    with pytest.raises(ValueError, match="must be K×N and M×N"):
-        committee_output(torch.ones(3, 4), torch.ones(2, 5))
     with pytest.raises(ValueError, match="values other than ±1"):
         CommitteeData(torch.zeros(2, 3), torch.ones(2), torch.ones(1, 3), torch.ones(1), "x", 0)
     with pytest.raises(ValueError, match="Invalid committee data source"):

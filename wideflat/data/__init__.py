@@ -31,7 +31,6 @@ from .checksums import (
 from .cifar import CIFAR10_URL, CIFAR100_URL, load_cifar10, load_cifar100
 from .committee import (
     CommitteeData,
-    committee_output,
     fashion_committee,
     load_committee_data,
     median_binarize,
@@ -71,7 +70,6 @@ __all__ = [
     "apply_cutout",
     "apply_flip",
     "channel_stats",
-    "committee_output",
     "cutout",
     "dataset_info",
     "fashion_committee",

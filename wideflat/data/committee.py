@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 
+from ..models.committee import committee_output
 from .base import DatasetError
 from .fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist, locate_fashion_mnist
 
 __all__ = [
     "CommitteeData",
-    "committee_output",
     "fashion_committee",
     "load_committee_data",
     "median_binarize",
@@ -245,24 +245,6 @@ def fashion_committee(
     )
 
 
-def committee_output(weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """σ(w, x) = sign(Σ_k sign(w_k · x)) with sign(0) = +1, for K×N weights and M×N inputs.
-
-    Example:
-        >>> import torch
-        >>> w = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-        >>> committee_output(w, torch.tensor([[1.0, -1.0], [-1.0, -1.0]])).tolist()
-        [1.0, -1.0]
-    """
-    if weights.ndim != 2 or x.ndim != 2 or weights.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"committee_output: weights {tuple(weights.shape)} and inputs {tuple(x.shape)} "
-            "must be K×N and M×N"
-        )
-    hidden = torch.where(x.to(weights.dtype) @ weights.T >= 0, 1.0, -1.0)
-    return torch.where(hidden.sum(dim=1) >= 0, 1.0, -1.0).to(torch.float32)
-
-
 def teacher_committee(
     n_train: int = 500,
     n_test: int = 2000,
@@ -309,7 +291,7 @@ def teacher_committee(
 
     def draw(m: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.randint(0, 2, (m, n_features), generator=gen).to(torch.float32).mul_(2).sub_(1)
-        return x, committee_output(teacher, x)
+        return x, committee_output(teacher, x.to(teacher.dtype)).to(torch.float32)
 
     x_train, y_train = draw(n_train)
     x_test, y_test = draw(n_test)
