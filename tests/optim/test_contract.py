@@ -63,6 +63,18 @@ CONFIGS = [
         "exponential",
     ),
     Config(
+        "esgd-adam-outer-sgd-inner",
+        "esgd",
+        dict(lr=0.05, inner_lr=0.05, inner_steps=3, gamma=0.1, outer=torch.optim.Adam),
+    ),
+    Config(
+        "rsgd-y3-vmap-nesterov-K2-exp",
+        "rsgd",
+        dict(lr=0.05, y=3, gamma=0.1, coupling_every=2, momentum=0.9, nesterov=True, engine="vmap"),
+        "exponential",
+    ),
+    Config("rsgd-y3-adam", "rsgd", dict(lr=0.05, y=3, gamma=0.1, base=torch.optim.Adam)),
+    Config(
         "rsgd-y3-momentum-K4-cos",
         "rsgd",
         dict(lr=0.05, y=3, gamma=0.5, coupling_every=4, momentum=0.9),
@@ -113,7 +125,11 @@ class Run:
         return closure
 
     def step(self):
-        loss = self.opt.step(self.closure())
+        if self.cfg.kwargs.get("engine") == "vmap":  # one minibatch per replica, batched
+            batches = [s.batch() for s in self.streams]
+            loss = self.opt.step_batches(batches, lambda out, t: ((out - t) ** 2).mean())
+        else:
+            loss = self.opt.step(self.closure())
         self.sched.step()
         return loss
 
@@ -248,8 +264,11 @@ def test_float32_state_is_cast_into_float64_params(cfg):
     twin = run.fresh(load=False)
     twin.model.double()
     twin.opt.load_state_dict(sd)
-    for state in twin.opt.state.values():
+    nested = [getattr(twin.opt, name, None) for name in ("outer", "inner", "base")]
+    states = [twin.opt.state] + [o.state for o in nested if o is not None]
+    for state in (s for st in states for s in st.values()):
         for key, value in state.items():
-            if isinstance(value, torch.Tensor) and value.is_floating_point():
+            # torch's policy: every floating state follows the param dtype except "step"
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and key != "step":
                 assert value.dtype == torch.float64, key
     assert_state_equal(sd, sd_copy)  # the input state_dict is not modified

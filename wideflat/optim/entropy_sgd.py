@@ -136,12 +136,13 @@ class EntropySGD(Optimizer):
         )
         super().__init__(params, defaults)
         check.real_dense_params([p for g in self.param_groups for p in g["params"]])
-        # Wrap, don't fork: the outer optimizer shares our groups and per-parameter state.
+        # Wrap, don't fork: the outer optimizer shares our groups (lr, momentum, schedulers
+        # act on it); its per-parameter state is its own and nests in our state_dict, since
+        # optimizers such as Adam initialize a parameter's state only while it is empty.
         self.outer = outer(
             self.param_groups, lr=lr, **{k: v for k, v in outer_args.items() if k != "lr"}
         )
         self.outer.param_groups = self.param_groups
-        self.outer.state = self.state
         self.inner = inner(
             [self._inner_group(g) for g in self.param_groups], lr=inner_lr, **self._inner_args
         )
@@ -182,22 +183,25 @@ class EntropySGD(Optimizer):
         super().__setstate__(state)
         if "outer" in self.__dict__:  # re-share after load_state_dict / unpickling
             self.outer.param_groups = self.param_groups
-            self.outer.state = self.state
 
     def state_dict(self) -> dict[str, Any]:
-        sd = super().state_dict()  # our groups + per-parameter state (outer's included)
+        sd = super().state_dict()  # our groups + per-parameter state (the means μ)
+        sd["outer"] = self.outer.state_dict()
         sd["inner"] = self.inner.state_dict()
         sd["entropy_sgd"] = {"steps": self._steps, "noise_rng": self._noise.state_dict()}
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
-        for key in ("inner", "entropy_sgd"):
+        for key in ("outer", "inner", "entropy_sgd"):
             if key not in state_dict:
                 raise ValueError(f"Invalid state_dict: missing {key!r} (not an EntropySGD state)")
+        outer_sd = state_dict.pop("outer")
         inner_sd = state_dict.pop("inner")
         extra = state_dict.pop("entropy_sgd")
         super().load_state_dict(state_dict)
+        self.outer.load_state_dict(outer_sd)
+        self.outer.param_groups = self.param_groups  # one list of groups, ours
         self.inner.load_state_dict(inner_sd)
         self._steps = int(extra["steps"])
         self._noise.load_state_dict(extra["noise_rng"])

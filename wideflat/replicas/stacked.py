@@ -161,6 +161,10 @@ class StackedReplicas(nn.Module):
     def __getitem__(self, a: int) -> nn.Module:
         return self.replica(a)
 
+    def __iter__(self):
+        """Copies of the replicas as plain modules, in order."""
+        return (self.replica(a) for a in range(self._y))
+
     @torch.no_grad()
     def center_parameters(self) -> list[torch.Tensor]:
         """w̄ = w_0 + (1/y) Σ_a (w_a − w_0) per parameter (as :class:`Replicas`)."""
