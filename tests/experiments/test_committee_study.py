@@ -264,3 +264,23 @@ def test_quick_config_is_reduced():
     q, full = quick_study_config(), CommitteeStudyConfig()
     assert q.restarts < full.restarts and q.max_epochs < full.max_epochs
     assert len(q.distances) < len(full.distances) and q.quick and not full.quick
+
+
+def test_unmeasurable_solutions_give_nan_and_a_reason():
+    from wideflat.data import teacher_committee
+    from wideflat.experiments.committee_study import _measure_restart
+
+    data = teacher_committee(60, 10, n_features=21, k=3, seed=1)
+    cfg = quick_study_config(data="teacher")
+    gen = torch.Generator().manual_seed(0)
+    le, en = _measure_restart(torch.full((3, 21), float("nan")), data, cfg, gen)
+    assert le["failures"] == ["weights are not finite: no flatness measured"]
+    assert all(math.isnan(v) for v in le["phi_le"] + en["mean"])
+    assert le["converged"] == [False] * len(cfg.distances)
+    # a solution that misclassifies every pattern: no constraint left, flagged as a bound
+    teacher = torch.as_tensor(data.metadata["teacher"]).float()
+    le, en = _measure_restart(-teacher, data, cfg, gen)
+    assert le["n_training_errors"] == 60 and le["lower_bound"] and le["n_patterns"] == 0
+    le, en = _measure_restart(teacher, data, cfg, gen)
+    assert le["n_training_errors"] == 0 and not le["lower_bound"]
+    assert all(v < 0 for v in le["phi_le"]) and en["mean"][-1] > 0

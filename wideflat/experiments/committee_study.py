@@ -351,33 +351,55 @@ def _data_info(data) -> dict[str, Any]:
 def _measure_restart(
     w: Tensor, data, cfg: CommitteeStudyConfig, gen: torch.Generator
 ) -> tuple[dict, dict]:
+    """Φ_LE curve and δE profile of one solution; a failure becomes NaN plus a reason."""
     from wideflat.flatness import committee_local_entropy
 
-    X64, y64 = data.X_train.double(), data.y_train.double()
-    w64 = w.double()
-    bp = committee_local_entropy(
-        w64,
-        X64,
-        y64,
-        distances=list(cfg.distances),
-        training_errors="drop",
-        max_iter=cfg.bp_max_iter,
-    )
-    le = {
-        "distance": list(bp.target_distance or bp.distance),
-        "distance_reached": list(bp.distance),
-        "phi_le": list(bp.local_entropy),
-        "converged": list(bp.converged),
-        "failures": list(bp.failures),
-        "n_patterns": bp.n_patterns,
-        "n_training_errors": bp.n_training_errors,
-        "lower_bound": bp.n_training_errors > 0,
-        "elapsed_s": bp.elapsed_s,
+    nan_d = [math.nan] * len(cfg.distances)
+    nan_s = [math.nan] * len(cfg.sigmas)
+    finite = bool(torch.isfinite(w).all())
+    m = len(data.y_train)
+    n_err = round(float(committee_errors(w, data.X_train, data.y_train)) * m) if finite else None
+    le: dict[str, Any] = {
+        "distance": list(cfg.distances),
+        "distance_reached": nan_d,
+        "phi_le": nan_d,
+        "converged": [False] * len(cfg.distances),
+        "failures": [],
+        "n_patterns": None if n_err is None else m - n_err,
+        "n_training_errors": n_err,
+        "lower_bound": bool(n_err),
+        "elapsed_s": 0.0,
     }
+    en = {"sigma": list(cfg.sigmas), "mean": nan_s, "sem": nan_s, "base": math.nan}
+    if not finite:
+        le["failures"] = ["weights are not finite: no flatness measured"]
+        return le, en
+    try:
+        bp = committee_local_entropy(
+            w.double(),
+            data.X_train.double(),
+            data.y_train.double(),
+            distances=list(cfg.distances),
+            training_errors="drop",
+            max_iter=cfg.bp_max_iter,
+        )
+    except (ValueError, RuntimeError) as exc:  # e.g. no correctly classified pattern left
+        le["failures"] = [f"BP not run: {exc}"]
+    else:
+        le.update(
+            distance_reached=list(bp.distance),
+            phi_le=list(bp.local_entropy),
+            converged=list(bp.converged),
+            failures=list(bp.failures),
+            n_patterns=bp.n_patterns,
+            n_training_errors=bp.n_training_errors,
+            lower_bound=bp.n_training_errors > 0,
+            elapsed_s=bp.elapsed_s,
+        )
     mean, sem, base = committee_local_energy(
         w.float(), data.X_train, data.y_train, cfg.sigmas, draws=cfg.draws, generator=gen
     )
-    en = {"sigma": list(cfg.sigmas), "mean": mean.tolist(), "sem": sem.tolist(), "base": base}
+    en.update(mean=mean.tolist(), sem=sem.tolist(), base=base)
     return le, en
 
 
