@@ -272,3 +272,15 @@ def test_vmap_engine_trains_like_the_loop_engine(tmp_path, data_root):
 def test_esgd_with_a_non_sgd_base_is_refused():
     with pytest.raises(ValueError, match="Invalid optimizer: 'adam' with esgd"):
         TrainConfig(method="esgd", optimizer="adam", nesterov=False)
+
+
+def test_throughput_times_each_method_and_counts_all_gradients(data_root):
+    from wideflat.experiments.runner import throughput
+
+    cfgs = {k: tiny(data_root, k) for k in ("sgd", "esgd", "rsgd")}
+    table = throughput(cfgs, steps=2, rounds=3, warmup=1, device="cpu")
+    assert set(table) == {"sgd", "esgd", "rsgd"}
+    for row in table.values():
+        assert 0 < row["min"] <= row["images_per_s"] <= row["max"] and row["step_ms"] > 0
+    # eSGD's step spends L = 5 gradients: its steps take longer than SGD's.
+    assert table["esgd"]["step_ms"] > table["sgd"]["step_ms"]

@@ -93,6 +93,7 @@ __all__ = [
     "read_metrics",
     "run_label",
     "steps_per_epoch",
+    "throughput",
     "train",
 ]
 
@@ -918,6 +919,82 @@ def compare(
         except Exception as e:  # noqa: BLE001 - a figure never fails the study
             log(f"plot {name} failed: {type(e).__name__}: {e}".splitlines()[0])
     return table
+
+
+def throughput(
+    configs: dict[str, TrainConfig],
+    *,
+    steps: int = 10,
+    rounds: int = 5,
+    warmup: int = 3,
+    device: str | torch.device | None = None,
+) -> dict[str, dict[str, float]]:
+    """Training throughput of several configs, measured interleaved in one process.
+
+    Each config gets the run's own data, model, optimizer and step function (exactly the
+    loop :func:`train` times, evaluation excluded). After ``warmup`` untimed steps each,
+    the configs take turns: every round times ``steps`` optimizer steps of each, so a change
+    in machine load hits all of them alike. Images/s counts minibatch gradients × batch size
+    (all replicas and eSGD inner steps), i.e. training data consumed per second.
+
+    Args:
+        configs: name → config (e.g. one per method of a preset).
+        steps: optimizer steps per config per round.
+        rounds: timed rounds.
+        warmup: untimed steps per config first.
+        device: as for :func:`train`.
+
+    Returns:
+        name → ``{"images_per_s": median, "min": ..., "max": ..., "step_ms": median ms}``.
+
+    Example:
+        >>> from wideflat.experiments.presets import preset_config
+        >>> cfgs = {k: preset_config("fashion-smallconvnet", k) for k in ("sgd", "rsgd")}
+        >>> table = throughput(cfgs, steps=2, rounds=1)  # doctest: +SKIP
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    runs = {}
+    for name, cfg in configs.items():
+        _check_names(cfg)
+        run = _Run(cfg, device)
+        run.start_gamma(fresh=True)
+        runs[name] = run
+    position = dict.fromkeys(runs, 0)
+
+    def advance(name: str, n: int) -> None:
+        run = runs[name]
+        for _ in range(n):
+            run.set_lr(position[name] % run.total_steps)
+            position[name] += 1
+            run.probe.begin(position[name])
+            with _autocast(device, run.cfg.amp):
+                run.one_step()
+            if run.sched is not None:
+                run.sched.step()
+
+    for name in runs:
+        advance(name, warmup)
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name in runs:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            began = time.perf_counter()
+            advance(name, steps)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            samples[name].append(time.perf_counter() - began)
+    result = {}
+    for name, run in runs.items():
+        images = steps * run.cfg.grad_evals_per_step * run.cfg.batch_size
+        rates = [images / t for t in samples[name]]
+        result[name] = {
+            "images_per_s": float(np.median(rates)),
+            "min": float(min(rates)),
+            "max": float(max(rates)),
+            "step_ms": float(np.median(samples[name])) * 1000 / steps,
+        }
+    return result
 
 
 def _cli_error(prog: str, message: str) -> None:
