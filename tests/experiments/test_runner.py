@@ -284,3 +284,28 @@ def test_throughput_times_each_method_and_counts_all_gradients(data_root):
         assert 0 < row["min"] <= row["images_per_s"] <= row["max"] and row["step_ms"] > 0
     # eSGD's step spends L = 5 gradients: its steps take longer than SGD's.
     assert table["esgd"]["step_ms"] > table["sgd"]["step_ms"]
+
+
+def test_rsgd_center_is_evaluated_with_recomputed_batchnorm_statistics(data_root):
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    from wideflat.experiments.runner import _as_float, _Run
+    from wideflat.replicas import recompute_bn
+
+    cfg = tiny(data_root, "rsgd", model="resnet20", epochs=1)
+    run = _Run(cfg, torch.device("cpu"))
+    run.start_gamma(fresh=True)
+    for step in (1, 2):
+        run.probe.begin(step)
+        run.one_step()
+    evaluated = run.eval_model()
+    averaged = run.opt.center()  # buffers averaged over replicas, not recomputed
+    x = _as_float(run.data["x"], run.data["mean"], run.data["std"])
+    expected = recompute_bn(run.opt.center(), [x[i : i + 64] for i in range(0, len(x), 64)])
+
+    def stats(m):
+        return [b.running_mean for b in m.modules() if isinstance(b, _BatchNorm)]
+
+    assert stats(evaluated) and not torch.equal(stats(evaluated)[0], stats(averaged)[0])
+    for got, want in zip(stats(evaluated), stats(expected), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
