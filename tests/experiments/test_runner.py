@@ -309,3 +309,15 @@ def test_rsgd_center_is_evaluated_with_recomputed_batchnorm_statistics(data_root
     assert stats(evaluated) and not torch.equal(stats(evaluated)[0], stats(averaged)[0])
     for got, want in zip(stats(evaluated), stats(expected), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_gamma_schedule_that_overshoots_is_warned_about_with_the_number(tmp_path, data_root):
+    notes = []
+    cfg = tiny(data_root, "rsgd", epochs=1, lr=0.05, coupling_every=2, gamma="exp:1:x100")
+    with pytest.warns(RuntimeWarning):  # the focusing scheduler's own warning, at runtime
+        train(cfg, tmp_path / "run", progress=False, log=notes.append)
+    # planned peak: lr · K · γ_final = 0.05 · 2 · 100 = 10, at the end of epoch 1
+    assert any("coupling step of 10 >= 1 at epoch 1" in n for n in notes), notes
+    notes.clear()
+    train(tiny(data_root, "rsgd", epochs=1), tmp_path / "ok", progress=False, log=notes.append)
+    assert not any("coupling step" in n for n in notes)

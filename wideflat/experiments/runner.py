@@ -40,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as _dt
 import json
 import math
@@ -610,6 +611,29 @@ class _Run:
         return int(payload["epoch"]), int(payload["step"]), float(payload["train_seconds"])
 
 
+def _peak_coupling_step(run: _Run) -> tuple[float, float] | None:
+    """Largest elastic step over the planned schedule and its epoch, or None (no coupling).
+
+    The step is lr·K·γ for rSGD (η'·γ for eSGD, whose inner lr is constant); beyond 1 the
+    coupling overshoots the center. Evaluated on 200 points of the LR and γ schedules.
+    """
+    if run.sched is None:
+        return None
+    cfg, probe = run.cfg, copy.copy(run.sched)
+    worst = (0.0, 0.0)
+    for i in range(201):
+        t = round(i * run.total_steps / 200)
+        probe.last_epoch = t
+        gamma = max(probe.get_gamma())
+        if cfg.method == "esgd":
+            size = cfg.inner_lr * gamma
+        else:
+            size = lr_at(cfg, t / run.epoch_steps) * cfg.coupling_every * gamma
+        if size > worst[0]:
+            worst = (size, t / run.epoch_steps)
+    return worst
+
+
 def _resolve_resume(out: Path, resume: str | None) -> tuple[Path | None, int | None]:
     """(checkpoint folder, step or None) to resume from, or (None, None) for a fresh start."""
     if resume is None:
@@ -695,6 +719,13 @@ def train(
             raise RunError(str(e)) from None
     run = _Run(cfg, device)
     run.start_gamma(fresh=payload is None)
+    peak = _peak_coupling_step(run)
+    if peak is not None and peak[0] >= 1:
+        log(
+            f"warning: the gamma schedule reaches a coupling step of {peak[0]:.3g} >= 1 at "
+            f"epoch {peak[1]:.3g} (lr*K*gamma for rSGD, inner_lr*gamma for eSGD); the elastic "
+            "term then overshoots and training may diverge"
+        )
     start_epoch, step, train_seconds = 0, 0, 0.0
     if payload is not None:
         try:
