@@ -402,7 +402,11 @@ def add_run_arguments(parser) -> None:
     p.add_argument(
         "--preset", default="fashion-smallconvnet", help=f"recipe: {', '.join(list_presets())}"
     )
-    p.add_argument("--out", required=True, help="run folder (train) or study folder (compare)")
+    p.add_argument(
+        "--out",
+        help="run folder (train; default runs/PRESET/METHOD-sSEED) or study folder (compare; "
+        "default runs/PRESET)",
+    )
     p.add_argument("--epochs", type=positive, help="data epochs (the budget)")
     p.add_argument("--y", type=int, help="rSGD replicas (>= 1)")
     p.add_argument("--engine", help="rSGD replica engine: loop or vmap")

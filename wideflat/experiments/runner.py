@@ -1046,8 +1046,9 @@ def cli_train(args) -> int:
                 raise ValueError("Invalid budget: rsgdxy already means per-replica")
             overrides["budget"] = args.budget
         cfg = preset_config(args.preset, kind, seed=args.seed, **overrides)
+        out = args.out or str(Path("runs") / args.preset / f"{kind}-s{args.seed}")
         summary = train(
-            cfg, args.out, resume=args.resume, device=args.device, progress=not args.no_progress
+            cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress
         )
     except (ValueError, RunError) as e:
         _cli_error(prog, str(e))
@@ -1070,11 +1071,12 @@ def cli_compare(args) -> int:
     prog = "wideflat compare"
     try:
         overrides = overrides_from_args(args)
+        out = args.out or str(Path("runs") / args.preset)
         table = compare(
             args.preset,
             args.methods,
             args.seeds,
-            args.out,
+            out,
             overrides=overrides,
             device=args.device,
             progress=not args.no_progress,
@@ -1086,5 +1088,5 @@ def cli_compare(args) -> int:
         _cli_error(prog, "interrupted; run the same command again to continue")
         return 130
     print(table)
-    print(f"table, plots and run folders in {args.out}")
+    print(f"table, plots and run folders in {out}")
     return 0
