@@ -286,8 +286,8 @@ class TrainConfig:
         if self.alpha > 1:
             raise ValueError(f"Invalid alpha: {self.alpha!r} (expected a number in [0, 1])")
         if self.method == "esgd" and self.optimizer != "sgd":
-            # EntropySGD shares its per-parameter state with the outer optimizer, and torch's
-            # RMSprop/Adam skip their state initialisation when that state is not empty.
+            # The paper runs eSGD's outer and inner loops as Nesterov SGD in every experiment
+            # (appendix C); other bases are not wired through the runner.
             raise ValueError(
                 f"Invalid optimizer: {self.optimizer!r} with esgd (only 'sgd' is supported)"
             )
