@@ -321,3 +321,13 @@ def test_a_gamma_schedule_that_overshoots_is_warned_about_with_the_number(tmp_pa
     notes.clear()
     train(tiny(data_root, "rsgd", epochs=1), tmp_path / "ok", progress=False, log=notes.append)
     assert not any("coupling step" in n for n in notes)
+
+
+def test_shorter_epochs_override_keeps_valid_energy_epochs():
+    from wideflat.experiments.presets import preset_config
+
+    assert preset_config("fashion-smallconvnet", "sgd", epochs=1).energy_epochs == (1,)
+    cfg = preset_config("fashion-smallconvnet", "sgd", epochs=7)
+    assert cfg.energy_epochs == (5, 7)
+    explicit = preset_config("fashion-smallconvnet", "sgd", epochs=7, energy_epochs=(2,))
+    assert explicit.energy_epochs == (2,)

@@ -286,4 +286,11 @@ def preset_config(name: str, kind: str = "sgd", **overrides: Any) -> TrainConfig
     method, budget = resolve_kind(kind)
     changes = {**preset.methods.get(method, {}), "method": method, "budget": budget}
     changes.update(overrides)
+    if "epochs" in overrides and "energy_epochs" not in overrides:
+        # A shorter budget keeps the preset's measurement epochs that still exist, and
+        # measures at the new end (so `--epochs 1` works without also naming energy epochs).
+        kept = [e for e in preset.base.energy_epochs if e <= overrides["epochs"]]
+        if preset.base.energy_epochs:
+            kept.append(overrides["epochs"])
+        changes["energy_epochs"] = tuple(sorted(set(kept)))
     return preset.base.replace(**changes)
