@@ -9,16 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import __version__
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {value}")
-    return value
+from ._argtypes import positive_int
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -56,7 +47,7 @@ def _add_demo(sub) -> None:
         "teacher-student problem at an equal gradient budget, then print train/test error, "
         "loss and local-energy flatness for each.",
     )
-    demo.add_argument("--epochs", type=_positive_int, default=30, help="gradient budget in epochs")
+    demo.add_argument("--epochs", type=positive_int, default=30, help="gradient budget in epochs")
     demo.add_argument("--seed", type=int, default=0, help="seed for data, init and minibatches")
     demo.add_argument("--methods", nargs="+", default=["sgd", "esgd", "rsgd"], help="subset to run")
     demo.add_argument("--out", help="also write the results as JSON to this file")

@@ -378,24 +378,8 @@ def add_run_arguments(parser) -> None:
     """The config-override flags shared by ``wideflat train`` and ``wideflat compare``."""
     import argparse
 
-    def positive(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"must be >= 1: {value}")
-        return value
-
-    def non_negative(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0: {value}")
-        return value
-
+    from .._argtypes import non_negative_int as non_negative
+    from .._argtypes import positive_int as positive
     from .presets import list_presets
 
     p = parser
