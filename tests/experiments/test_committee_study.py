@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from wideflat._io import write_json_atomic
 from wideflat.cli import main
 from wideflat.experiments.committee_plots import curve_stats, plot_fig1
 from wideflat.experiments.committee_study import (
@@ -24,7 +25,6 @@ from wideflat.experiments.committee_study import (
     committee_local_energy,
     quick_study_config,
     run_committee_study,
-    write_json_atomic,
 )
 from wideflat.experiments.committee_train import ALGORITHMS
 

@@ -25,7 +25,6 @@ unit rescaled to ``‖w_k‖² = N``; ``d = ‖w' − w‖² / (2n)``), the unit
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import platform
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from wideflat._io import write_json_atomic
 from wideflat.experiments.committee_train import (
     ALGORITHMS,
     committee_preset,
@@ -56,7 +56,6 @@ __all__ = [
     "format_study_table",
     "quick_study_config",
     "run_committee_study",
-    "write_json_atomic",
 ]
 
 SCHEMA = "wideflat.committee_study/1"
@@ -249,43 +248,6 @@ def _flatness_generator(seed: int, algorithm_index: int, restart: int) -> torch.
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _clean(v: Any) -> Any:
-    """JSON-ready copy: NaN/Inf → None, tuples → lists, numpy scalars → Python."""
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _clean(v.tolist())
-    if isinstance(v, np.generic):
-        return _clean(v.item())
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as JSON (NaN → null) to ``path`` via a temporary file and ``os.replace``.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.json"
-        >>> write_json_atomic(p, {"x": float("nan")}); p.read_text()
-        '{\\n  "x": null\\n}'
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(_clean(obj), f, indent=2, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _stats(values: Sequence[float]) -> dict[str, float | int]:

@@ -62,6 +62,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm.auto import tqdm
 
 from .. import __version__
+from .._io import write_json_atomic
 from ..data import Augment, DatasetError, channel_stats, dataset_info, list_datasets, load_dataset
 from ..data import normalize as _normalize
 from ..data.streams import replica_streams
@@ -176,12 +177,6 @@ def lr_at(cfg: TrainConfig, epoch: float) -> float:
 
 
 # --- small pieces -------------------------------------------------------------------------
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, path)
 
 
 def _clean(value: Any) -> Any:
@@ -757,7 +752,7 @@ def train(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "argv": sys.argv,
     }
-    _atomic_json(out / "run.json", record)
+    write_json_atomic(out / "run.json", record)
     if start_epoch == 0 and 0 in cfg.energy_epochs:
         _measure_energy(run, out, 0)
     bar = tqdm(
@@ -834,14 +829,14 @@ def train(
         bar.close()
         record["status"] = "failed"
         record["error"] = str(e)
-        _atomic_json(out / "run.json", record)
+        write_json_atomic(out / "run.json", record)
         raise
     bar.close()
     summary = _summary(out, cfg, label, step, train_seconds)
     record["status"] = "finished"
     record["summary"] = {k: _clean(v) for k, v in asdict(summary).items()}
     record["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    _atomic_json(out / "run.json", record)
+    write_json_atomic(out / "run.json", record)
     return summary
 
 
@@ -940,7 +935,7 @@ def compare(
     rows = plots.summary_rows(runs)
     table = plots.format_table(rows)
     (out / "summary.md").write_text(f"{preset}: test error over seeds {seeds}\n\n{table}\n")
-    _atomic_json(out / "summary.json", [{k: _clean(v) for k, v in r.items()} for r in rows])
+    write_json_atomic(out / "summary.json", [{k: _clean(v) for k, v in r.items()} for r in rows])
     for name, fn in (
         ("test_error.png", plots.plot_test_error),
         ("local_energy.png", plots.plot_energy),
