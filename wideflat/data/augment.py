@@ -14,7 +14,7 @@ the mean pixel (as in DeVries & Taylor's code, where Cutout follows ``Normalize`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -304,9 +304,48 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
     return (x - mean[:, None, None]) / std[:, None, None]
 
 
+AUTOAUGMENT_POLICIES = ("cifar10", "imagenet", "svhn")
+
+
+def autoaugment(policy: str) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """torchvision's AutoAugment (Cubuk et al., 2019) as a batch transform ``f(x, generator)``.
+
+    Needs the optional torchvision (``pip install 'wideflat[vision]'``). AutoAugment picks a
+    sub-policy per image, so unlike the other steps here it loops over the images; its random
+    draws come from a seed taken from ``generator`` (reproducible, the global RNG untouched).
+    Works on float batches in [0, 1] (quantized to 8 bits, as the policies expect).
+
+    Args:
+        policy: ``"cifar10"``, ``"imagenet"`` or ``"svhn"`` (torchvision's learned policies).
+    """
+    if policy not in AUTOAUGMENT_POLICIES:
+        raise ValueError(
+            f"Invalid autoaugment policy: {policy!r} (expected one of {AUTOAUGMENT_POLICIES})"
+        )
+    try:
+        from torchvision.transforms import AutoAugment, AutoAugmentPolicy
+    except ImportError:
+        raise ImportError(
+            "AutoAugment needs torchvision, which is an optional extra: "
+            "pip install 'wideflat[vision]'"
+        ) from None
+    op = AutoAugment(getattr(AutoAugmentPolicy, policy.upper()))
+
+    def apply(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        devices = [x.device.index] if x.device.type == "cuda" else []
+        images = (x * 255).round().clamp(0, 255).to(torch.uint8)
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            out = torch.stack([op(image) for image in images])
+        return out.to(x.dtype) / 255.0
+
+    return apply
+
+
 @dataclass(frozen=True)
 class Augment:
-    """The standard batch recipe: crop (zero padding) → flip → normalize → Cutout.
+    """The standard batch recipe: crop (zero padding) → flip → AutoAugment → normalize → Cutout.
 
     Calling it on a float batch in [0, 1] (or a uint8 batch, converted first) returns the
     augmented, normalized float batch. Each step is skipped when switched off.
@@ -314,6 +353,7 @@ class Augment:
     Attributes:
         padding: zero padding of the random crop (4 for CIFAR, 8 for Tiny ImageNet; 0 = off).
         flip: random horizontal flip with probability 1/2.
+        autoaugment: an AutoAugment policy name (needs torchvision; "" = off).
         cutout: side of the Cutout square (0 = off).
         mean: per-channel mean for normalization (None = no normalization).
         std: per-channel std.
@@ -327,6 +367,7 @@ class Augment:
 
     padding: int = 4  # pixels
     flip: bool = True
+    autoaugment: str = ""  # "cifar10" | "imagenet" | "svhn"; "" = off (needs torchvision)
     cutout: int = 0  # pixels; 0 = off
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
@@ -341,6 +382,8 @@ class Augment:
         if self.mean is not None:
             object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
             object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        policy = autoaugment(self.autoaugment) if self.autoaugment else None
+        object.__setattr__(self, "_autoaugment", policy)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         _check_batch(x, "Augment")
@@ -351,6 +394,8 @@ class Augment:
             x = random_crop(x, self.padding, generator)
         if self.flip:
             x = random_flip(x, generator)
+        if self._autoaugment is not None:
+            x = self._autoaugment(x, generator)
         if self.mean is not None:
             x = normalize(x, torch.tensor(self.mean), torch.tensor(self.std))
         if self.cutout:

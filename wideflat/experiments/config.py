@@ -197,6 +197,7 @@ class TrainConfig:
     padding: int = 0  # random-crop zero padding, pixels (0 = off)
     flip: bool = False  # random horizontal flips
     cutout: int = 0  # Cutout square side, pixels (0 = off)
+    autoaugment: str = ""  # AutoAugment policy "cifar10"|"imagenet"|"svhn" (torchvision); "" = off
     # model
     model: str = "smallconvnet"  # a name of wideflat.models.list_models()
     model_kwargs: tuple[tuple[str, Any], ...] = ()  # extra create_model keywords
@@ -275,6 +276,11 @@ class TrainConfig:
             integer(f, 1)
         for f in ("train_subset", "test_subset", "padding", "cutout", "train_eval_subset"):
             integer(f, 0)
+        if self.autoaugment not in ("", "cifar10", "imagenet", "svhn"):
+            raise ValueError(
+                f"Invalid autoaugment: {self.autoaugment!r} "
+                "(expected cifar10, imagenet, svhn or '')"
+            )
         integer("energy_samples", 1)
         integer("energy_subset", 1)
         integer("seed", 0)

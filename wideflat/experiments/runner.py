@@ -469,13 +469,17 @@ class _Run:
             self.opt = _build_optimizer(cfg, self.model)
         except ValueError as e:
             raise RunError(str(e)) from None
-        transform = Augment(
-            padding=cfg.padding,
-            flip=cfg.flip,
-            cutout=cfg.cutout,
-            mean=tuple(self.data["mean"].tolist()),
-            std=tuple(self.data["std"].tolist()),
-        )
+        try:
+            transform = Augment(
+                padding=cfg.padding,
+                flip=cfg.flip,
+                autoaugment=cfg.autoaugment,
+                cutout=cfg.cutout,
+                mean=tuple(self.data["mean"].tolist()),
+                std=tuple(self.data["std"].tolist()),
+            )
+        except ImportError as e:  # AutoAugment without torchvision
+            raise RunError(str(e)) from None
         streams = cfg.y if cfg.method == "rsgd" else 1
         self.streams = replica_streams(
             self.data["x"],
