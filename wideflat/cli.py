@@ -194,16 +194,11 @@ def _add_train(sub) -> None:
     train.add_argument("--seed", type=int, default=0, help="seed of the run")
     train.add_argument("--resume", help="auto, or a run/checkpoint folder to continue from")
 
-    def error(message: str) -> None:  # one line, no usage block
-        print(f"wideflat train: {message}", file=sys.stderr)
-        sys.exit(2)
-
     def run(args: argparse.Namespace) -> int:
         from .experiments.runner import cli_train
 
         return cli_train(args)
 
-    train.error = error
     train.set_defaults(func=run)
 
 
@@ -229,16 +224,11 @@ def _add_compare(sub) -> None:
     )
     compare.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds")
 
-    def error(message: str) -> None:  # one line, no usage block
-        print(f"wideflat compare: {message}", file=sys.stderr)
-        sys.exit(2)
-
     def run(args: argparse.Namespace) -> int:
         from .experiments.runner import cli_compare
 
         return cli_compare(args)
 
-    compare.error = error
     compare.set_defaults(func=run)
 
 
@@ -254,7 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_committee(sub)
     _add_train(sub)
     _add_compare(sub)
+    for name, command in sub.choices.items():
+        command.error = _one_line_error(name)
     return parser
+
+
+def _one_line_error(command: str):
+    """argparse errors as one line naming the problem (no usage block), exit status 2."""
+
+    def error(message: str) -> None:
+        print(f"wideflat {command}: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    return error
 
 
 def main(argv: list[str] | None = None) -> int:
