@@ -100,9 +100,16 @@ CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
 clock = time.perf_counter
 
 
+DEVICE = torch.device("cpu")
+
+
 def timed(fn) -> float:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
     start = clock()
     fn()
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
     return clock() - start
 
 
@@ -139,19 +146,22 @@ def main(argv=None) -> None:
         help="wall time, or this process's CPU time (robust to other jobs on a shared machine; "
         "use with --threads 1)",
     )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    global clock
+    global clock, DEVICE
     clock = CLOCK[args.clock]
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    net = create_model(args.model, num_classes=10, in_channels=3, image_size=32)
+    net = create_model(args.model, num_classes=10, in_channels=3, image_size=32).to(DEVICE)
     n_params = sum(p.numel() for p in net.parameters())
     print(
         f"wideflat optimizer overhead | {platform.processor() or platform.machine()}, "
-        f"torch {torch.__version__}, {args.threads} thread(s), {args.clock} clock | {args.model} "
+        f"torch {torch.__version__}, {DEVICE}, {args.threads} thread(s), {args.clock} clock | "
+        f"{args.model} "
         f"({n_params / 1e6:.2f}M params), batch {args.batch}, {args.rounds} rounds, medians"
     )
-    xs, ts = data(args.batch)
+    xs, ts = (t.to(DEVICE) for t in data(args.batch))
     # Baseline and variant train the same module objects, so both run on the same memory
     # (separate copies measured up to ±10 % apart from allocation placement alone).
     model = copy.deepcopy(net)

@@ -1,0 +1,85 @@
+"""GPU-only checks (skipped without CUDA): run by benchmarks/device_checks.sh on a lent GPU."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "replicas"))
+from _engine_problem import HYPER, SEED, Y, make_data, make_model  # noqa: E402
+
+from wideflat.data import Augment, replica_streams  # noqa: E402
+from wideflat.optim import EntropySGD, ReplicatedSGD  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+CUDA = torch.device("cuda")
+
+
+def train_on(device, engine: str, steps: int = 50) -> ReplicatedSGD:
+    opt = ReplicatedSGD(make_model().to(device), y=Y, engine=engine, seed=SEED, **HYPER)
+    x, t = (v.to(device) for v in make_data())
+    streams = replica_streams(x, t, 16, replicas=opt.replicas.local_indices, seed=SEED)
+    for _ in range(steps):
+        opt.step_batches([next(s) for s in streams])
+    return opt
+
+
+def test_auto_engine_is_vmap_on_gpu_and_agrees_with_loop():
+    auto = ReplicatedSGD(make_model().to(CUDA), lr=0.1, y=2)
+    assert auto.engine == "vmap"
+    loop, vec = train_on(CUDA, "loop"), train_on(CUDA, "vmap")
+    for a in range(Y):
+        for (name, p), q in zip(
+            loop.replicas[a].state_dict().items(),
+            vec.replicas[a].state_dict().values(),
+            strict=True,
+        ):
+            if p.is_floating_point():
+                torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_gpu_matches_cpu_trajectory():
+    cpu, gpu = train_on(torch.device("cpu"), "loop", 20), train_on(CUDA, "loop", 20)
+    for p, q in zip(cpu.replicas.parameters(), gpu.replicas.parameters(), strict=True):
+        torch.testing.assert_close(q.cpu(), p, rtol=1e-3, atol=1e-4)
+
+
+def test_cpu_state_dict_loads_onto_cuda_and_resumes():
+    model = make_model()
+    opt = EntropySGD(model.parameters(), lr=0.3, inner_lr=0.05, inner_steps=3, momentum=0.9, seed=0)
+    x, t = make_data()
+
+    def closure_for(m, xs, ts):
+        def closure():
+            loss = torch.nn.functional.cross_entropy(m(xs[:16]), ts[:16])
+            loss.backward()
+            return loss
+
+        return closure
+
+    opt.step(closure_for(model, x, t))
+    gpu_model = copy.deepcopy(model).to(CUDA)
+    gpu_opt = EntropySGD(
+        gpu_model.parameters(), lr=0.3, inner_lr=0.05, inner_steps=3, momentum=0.9, seed=0
+    )
+    gpu_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    for state in list(gpu_opt.state.values()) + list(gpu_opt.outer.state.values()):
+        for value in state.values():
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                assert value.device.type == "cuda"
+    gpu_opt.step(closure_for(gpu_model, x.to(CUDA), t.to(CUDA)))  # noise moves to a CUDA stream
+
+
+def test_on_device_augmentation_with_real_autoaugment():
+    pytest.importorskip("torchvision")
+    aug = Augment(
+        padding=4, flip=True, autoaugment="cifar10", cutout=8, mean=(0.5,) * 3, std=(0.25,) * 3
+    )
+    x = torch.rand(32, 3, 32, 32, device=CUDA)
+    g = torch.Generator(device=CUDA).manual_seed(0)
+    out = aug(x, g)
+    assert out.shape == x.shape and out.device.type == "cuda" and torch.isfinite(out).all()
