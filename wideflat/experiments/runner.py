@@ -407,16 +407,6 @@ def _build_optimizer(cfg: TrainConfig, model: nn.Module):
             seed=cfg.seed,
             **kw,
         )
-    if cfg.optimizer == "sgd":
-        return ReplicatedSGD(
-            model,
-            lr=cfg.lr,
-            y=cfg.y,
-            engine=cfg.engine,
-            coupling_every=cfg.coupling_every,
-            seed=cfg.seed,
-            **kw,
-        )
     return ReplicatedSGD(
         model,
         lr=cfg.lr,

@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from wideflat._io import json_ready
 from wideflat.flatness._bp_inputs import (
     check_positive,
     committee_correct,
@@ -110,15 +111,7 @@ class CommitteeLocalEntropy:
     def to_dict(self) -> dict:
         """JSON-serialisable dict (``json.dumps(..., allow_nan=False)`` works): NaN and Inf
         become ``None``; the per-weight units are recorded under ``"units"``."""
-
-        def clean(v):
-            if isinstance(v, float) and not math.isfinite(v):
-                return None
-            if isinstance(v, tuple | list):
-                return [clean(x) for x in v]
-            return v
-
-        out = {k: clean(v) for k, v in asdict(self).items()}
+        out = {k: json_ready(v) for k, v in asdict(self).items()}
         out["units"] = (
             "per weight, n = N*K, natural log; distance = |w'-w|^2/(2n) with rows of w "
             + ("rescaled to |w_k|^2 = N" if self.normalized else "as given")

@@ -36,6 +36,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, IterableDataset, Subset
 from tqdm.auto import tqdm
 
+from wideflat._io import json_ready
+
 __all__ = ["LocalEnergyProfile", "local_energy", "classification_error"]
 
 _PERTURBATIONS = ("multiplicative", "additive")
@@ -156,7 +158,7 @@ class LocalEnergyProfile:
         """A JSON-ready dict (NaN and ±inf are written as ``None``)."""
         out: dict[str, Any] = {"format": _FORMAT, "version": _FORMAT_VERSION}
         for f in fields(self):
-            out[f.name] = _nan_to_none(getattr(self, f.name))
+            out[f.name] = json_ready(getattr(self, f.name))
         return out
 
     @classmethod
@@ -203,14 +205,6 @@ class LocalEnergyProfile:
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"Invalid profile file {str(path)!r}: {exc}") from exc
         return cls.from_dict(data)
-
-
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, tuple):
-        return [_nan_to_none(v) for v in value]
-    return value
 
 
 def _none_to_nan(value: Any) -> float:

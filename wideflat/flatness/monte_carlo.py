@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wideflat._io import json_ready
 from wideflat.flatness._bp_inputs import (
     check_positive,
     committee_correct,
@@ -41,14 +42,6 @@ __all__ = [
     "committee_gaussian_mc",
     "local_entropy_mc",
 ]
-
-
-def _clean(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, tuple | list):
-        return [_clean(x) for x in v]
-    return v
 
 
 def _log_frac_stats(count: int, samples: int, n: int) -> tuple[float, float, float]:
@@ -108,7 +101,7 @@ class CommitteeGaussianMC:
 
     def to_dict(self) -> dict:
         """JSON-serialisable dict (NaN and Inf become ``None``)."""
-        return {k: _clean(v) for k, v in asdict(self).items()}
+        return {k: json_ready(v) for k, v in asdict(self).items()}
 
 
 def committee_gaussian_mc(
@@ -264,7 +257,7 @@ class LocalEntropyMC:
 
     def to_dict(self) -> dict:
         """JSON-serialisable dict (NaN and Inf become ``None``)."""
-        return {k: _clean(v) for k, v in asdict(self).items()}
+        return {k: json_ready(v) for k, v in asdict(self).items()}
 
 
 def default_errors(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
