@@ -6,8 +6,13 @@ from __future__ import annotations
 import ast
 import gzip
 import re
+import shutil
+import struct
 import subprocess
 import sys
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +65,10 @@ def _gz_crc(tmp):
     _put(tmp, TRAIN_IMG, bytes(data))
 
 
+def _dims(*dims: int) -> bytes:
+    return struct.pack(f">{len(dims)}I", *dims)
+
+
 def _imgs(**kw):
     return idx_bytes(np.zeros((3, 28, 28), np.uint8), **kw)
 
@@ -109,6 +118,12 @@ IDX_CASES = {
         lambda t: _put(t, TRAIN_LBL, gzip.compress(idx_bytes(np.zeros(4, np.uint8)))),
         TRAIN_LBL,
         "label count 4 differs from the image count 3",
+    ),
+    "idx-dims-overflow-int64": _idx_case(
+        # 2^31 * 2^31 * 4 = 2^64 wraps to 0 in int64, which matched the empty payload.
+        lambda t: _put(t, TRAIN_IMG, gzip.compress(bytes([0, 0, 8, 3]) + _dims(2**31, 2**31, 4))),
+        TRAIN_IMG,
+        r"dims \(2147483648, 2147483648, 4\)",
     ),
     "idx-label-ge-10": _idx_case(
         lambda t: _put(t, TRAIN_LBL, gzip.compress(idx_bytes(np.array([1, 10, 2], np.uint8)))),
@@ -170,7 +185,25 @@ def _truncate(name, keep=60):
     return mutate
 
 
+def _tarball_of(data: bytes):
+    """A cifar-10-python.tar.gz holding ``data``; tarfile's error for it has 5 lines."""
+
+    def setup(tmp):
+        root = tmp / "t"
+        root.mkdir()
+        (root / "cifar-10-python.tar.gz").write_bytes(data)
+        return lambda: load_cifar10(root, search=False)
+
+    return setup
+
+
 CIFAR_CASES = {
+    "cifar10-ragged-labels": _cifar_case(
+        10, _batch_with("data_batch_3", labels=[[0, 1], [2], 3]), "data_batch_3", "'labels'"
+    ),
+    "cifar10-ragged-data": _cifar_case(
+        10, _batch_with("data_batch_3", data=[[0, 1], [2]]), "data_batch_3", "'data'"
+    ),
     "cifar10-missing-batch": _cifar_case(
         10, lambda f: (f / "data_batch_3").unlink(), "data_batch_3", "missing batch file"
     ),
@@ -247,7 +280,77 @@ def _unknown_wnid(folder):
     ann.write_text(ann.read_text() + "val_0.JPEG\tn99999999\t0\t0\t1\t1\n")
 
 
+def _annotation(entry):
+    """A val_annotations.txt whose only line reads the image at ``entry(tmp)``, which exists."""
+
+    def mutate(folder):
+        outside = folder.parent / "secret.JPEG"
+        shutil.copy(folder / "val" / "images" / "val_0.JPEG", outside)
+        line = f"{entry(folder)}\tn00000000\t0\t0\t1\t1\n"
+        (folder / "val" / "val_annotations.txt").write_text(line)
+
+    return mutate
+
+
+def _wnid_outside(folder):
+    """A wnid that walks out of train/: its images/ folder exists outside the dataset."""
+    outside = folder.parent / "outside" / "images"
+    outside.mkdir(parents=True)
+    shutil.copy(folder / "val" / "images" / "val_0.JPEG", outside / "x.JPEG")
+    (folder / "wnids.txt").write_text("../../outside\n")
+
+
+def _zip_case(mutate, defect):
+    """tiny-imagenet-200.zip (one deflated wnids.txt) whose bytes ``mutate`` damages."""
+
+    def setup(tmp):
+        zp = tmp / "tiny-imagenet-200.zip"
+        with zipfile.ZipFile(zp, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("tiny-imagenet-200/wnids.txt", "n00000000\n" * 200)
+        data = bytearray(zp.read_bytes())
+        mutate(data)
+        zp.write_bytes(bytes(data))
+        return lambda: load_tiny_imagenet(tmp, split="val", search=False)
+
+    return setup, "tiny-imagenet-200.zip", defect
+
+
+def _zip_header_byte(local: int, central: int, value=None, bit=0):
+    def mutate(data):
+        for sig, off in ((b"PK\x03\x04", local), (b"PK\x01\x02", central)):
+            i = data.find(sig) + off
+            data[i] = value if value is not None else data[i] | bit
+
+    return mutate
+
+
+def _bad_deflate(data):
+    i = data.find(b"wnids.txt") + len(b"wnids.txt")  # start of the compressed stream
+    data[i : i + 3] = b"\xff\xff\xff"
+
+
 TINY_CASES = {
+    "tiny-annotation-dotdot": _tiny_case(
+        _annotation(lambda f: "../../../secret.JPEG"),
+        "val_annotations.txt",
+        "'../../../secret.JPEG'.*not a plain file name",
+    ),
+    "tiny-annotation-absolute": _tiny_case(
+        _annotation(lambda f: f.parent / "secret.JPEG"),
+        "val_annotations.txt",
+        "secret.JPEG'.*not a plain file name",
+    ),
+    "tiny-annotation-subfolder": _tiny_case(
+        _annotation(lambda f: "../images/val_0.JPEG"),
+        "val_annotations.txt",
+        "not a plain file name",
+    ),
+    "tiny-wnid-outside": _tiny_case(
+        _wnid_outside, "wnids.txt", "'../../outside'.*not a plain folder name", "train"
+    ),
+    "tiny-zip-bad-deflate": _zip_case(_bad_deflate, "corrupted"),
+    "tiny-zip-encrypted": _zip_case(_zip_header_byte(6, 8, bit=1), "encrypted"),
+    "tiny-zip-unknown-method": _zip_case(_zip_header_byte(8, 10, value=99), "compression"),
     "tiny-missing-wnids": _tiny_case(
         lambda f: (f / "wnids.txt").unlink(), "wnids.txt", "missing wnids.txt", "train"
     ),
@@ -276,6 +379,12 @@ CASES = {
     **IDX_CASES,
     **CIFAR_CASES,
     "cifar10-truncated-tarball": (_truncated_tarball, "cifar-10-python.tar.gz", "truncated"),
+    "cifar10-empty-tarball": (_tarball_of(b""), "cifar-10-python.tar.gz", "empty tarball"),
+    "cifar10-not-a-tarball": (
+        _tarball_of(b"<html>not found</html>"),
+        "cifar-10-python.tar.gz",
+        "could not be opened",
+    ),
     **TINY_CASES,
 }
 
@@ -295,6 +404,62 @@ def test_malformed_raises(tmp_path, case):
     assert file in msg, f"message does not name the file {file!r}: {msg}"
     assert re.search(defect, msg), f"message does not name the defect {defect!r}: {msg}"
     assert isinstance(info.value, ValueError)
+    assert "\n" not in msg, f"message is not one line: {msg}"
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG with a valid IHDR and no pixel data: Pillow reads its size without decoding."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_is_a_dataset_error(tmp_path):
+    # The probe's case, at Pillow's real limit: 20000 x 20000 pixels under a .JPEG name.
+    write_tiny_imagenet(tmp_path)
+    bomb = tmp_path / "tiny-imagenet-200" / "val" / "images" / "val_2.JPEG"
+    bomb.write_bytes(_png_header(20000, 20000))
+    with pytest.raises(DatasetError, match=f"^{bomb}: .*400000000 pixels") as info:
+        load_tiny_imagenet(tmp_path, split="val", search=False)
+    assert "\n" not in str(info.value)
+
+
+# Limit 4096 px (the 64x64 images pass): 91x91 is over twice the limit (Pillow raises),
+# 80x80 is between the limit and twice it (Pillow only warns, then decodes).
+@pytest.mark.parametrize("side", [91, 80])
+def test_decompression_bomb_error_and_warning_are_dataset_errors(tmp_path, monkeypatch, side):
+    from PIL import Image
+
+    write_tiny_imagenet(tmp_path)
+    img = tmp_path / "tiny-imagenet-200" / "val" / "images" / "val_1.JPEG"
+    Image.new("RGB", (side, side), (9, 9, 9)).save(img)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(DatasetError, match=f"^{img}: .*decompression bomb"):
+            load_tiny_imagenet(tmp_path, split="val", search=False)
+    assert not [w for w in seen if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_oversized_image_is_refused_before_decoding(tmp_path, monkeypatch):
+    from PIL import Image
+
+    write_tiny_imagenet(tmp_path)
+    img = tmp_path / "tiny-imagenet-200" / "val" / "images" / "val_3.JPEG"
+    Image.new("RGB", (65, 64), (9, 9, 9)).save(img)
+    converted = []
+    real = Image.Image.convert
+    monkeypatch.setattr(
+        Image.Image, "convert", lambda im, *a: converted.append(im.size) or real(im, *a)
+    )
+    with pytest.raises(DatasetError, match=f"^{img}: image size 65x64"):
+        load_tiny_imagenet(tmp_path, split="val", search=False)
+    assert (65, 64) not in converted
 
 
 def test_no_assert_statements_in_package():
@@ -329,3 +494,34 @@ def test_malformed_table_under_python_O():
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert f"{len(CASES)} passed" in proc.stdout
+
+
+def _refuse(monkeypatch, method: str, name: str):
+    """Make ``Path.<method>`` fail with EACCES for paths named ``name`` (tests run as root,
+    where chmod cannot make a file unreadable)."""
+    real = getattr(Path, method)
+
+    def fake(self, *args, **kwargs):
+        if self.name == name:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, method, fake)
+
+
+@pytest.mark.parametrize(
+    "method, name, split",
+    [("read_text", "words.txt", "val"), ("iterdir", "images", "train")],
+)
+def test_unreadable_tiny_files_are_dataset_errors(tmp_path, monkeypatch, method, name, split):
+    write_tiny_imagenet(tmp_path)
+    _refuse(monkeypatch, method, name)
+    with pytest.raises(DatasetError, match=f"{name}.*Permission denied"):
+        load_tiny_imagenet(tmp_path, split=split)
+
+
+def test_unreadable_cifar_batch_is_a_dataset_error(tmp_path, monkeypatch):
+    write_cifar10(tmp_path)
+    _refuse(monkeypatch, "read_bytes", "data_batch_2")
+    with pytest.raises(DatasetError, match="data_batch_2: cannot read file: .*Permission denied"):
+        load_cifar10(tmp_path)

@@ -76,12 +76,27 @@ def test_loaders_construct_from_local_files(tmp_path, no_network):
 def test_absent_files_say_where_to_put_them(empty_search_path, no_network, loader, names):
     tmp = empty_search_path
     with pytest.raises(DatasetError) as info:
-        loader(tmp / "mine")
+        loader()
     msg = str(info.value)
     for text in [*names, "Put the files in one of these folders", "download=True"]:
         assert text in msg, msg
-    for folder in ("mine", "env", "cache"):
+    for folder in ("env", "cache"):
         assert str(tmp / folder) in msg, msg
+    # A given root is the only folder searched, and the message says so.
+    with pytest.raises(DatasetError) as info:
+        loader(tmp / "mine")
+    msg = str(info.value)
+    for text in [*names, f"{tmp / 'mine'}: ", "only folder searched", "download=True"]:
+        assert text in msg, msg
+    assert str(tmp / "env") not in msg and str(tmp / "cache") not in msg, msg
+    assert no_network == []
+
+
+def test_download_into_an_unusable_root_is_a_dataset_error(tmp_path, no_network):
+    root = tmp_path / "a-file"
+    root.write_text("")
+    with pytest.raises(DatasetError, match=f"^{root / 'fashion-mnist'}: cannot create"):
+        load_fashion_mnist(root, download=True)
     assert no_network == []
 
 

@@ -24,23 +24,35 @@ def cache_root() -> Path:
     return Path(base).expanduser() / "wideflat"
 
 
+def searches_beyond(root: str | os.PathLike | None, search: bool | None) -> bool:
+    """Whether a reader looks past ``root``: always without a root; with one, only when
+    ``search=True`` (the default ``None`` reads a given root alone, so a root that lacks the
+    data is an error, never a silent fallback to another copy).
+
+    Example:
+        >>> searches_beyond(None, None), searches_beyond("d", None), searches_beyond("d", True)
+        (True, False, True)
+    """
+    return root is None or bool(search)
+
+
 def candidate_folders(
     root: str | os.PathLike | None,
     subdir: str,
     *,
-    search: bool,
+    search: bool | None,
     system: Sequence[Path] = (),
 ) -> list[Path]:
     """Folders to look in, in order: ``root`` (and ``root/subdir``), ``$WIDEFLAT_DATA`` (and its
     ``subdir``), the ``system`` folders, then the cache folder ``cache_root()/subdir``.
 
-    With ``search=False`` only ``root`` (and ``root/subdir``) are returned.
+    Past ``root`` only when :func:`searches_beyond` says so.
     """
     out: list[Path] = []
     if root is not None:
         r = Path(root).expanduser()
         out += [r / subdir, r]
-    if search or root is None:
+    if searches_beyond(root, search):
         env = os.environ.get("WIDEFLAT_DATA")
         if env:
             e = Path(env).expanduser()
@@ -109,9 +121,12 @@ def download(url: str, dest: Path, md5: str | None, *, timeout: float = 60.0) ->
         raise DatasetError(f"{dest}: refusing to download from a non-HTTP URL {url!r}")
     if not md5:
         raise DatasetError(f"{dest}: no checksum known for {dest.name!r}; refusing to download")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     h = hashlib.md5(usedforsecurity=False)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DatasetError(f"{dest.parent}: cannot create the download folder: {err}") from err
     try:
         with _urlopen(url, timeout) as resp, open(part, "wb") as out:
             while chunk := resp.read(_CHUNK):
@@ -140,13 +155,24 @@ def missing_message(
     *,
     url: str | None,
     hint: str = "",
+    root: str | os.PathLike | None = None,
 ) -> str:
-    """The text of a 'files not found' error: what is missing and where to put it."""
+    """The text of a 'files not found' error: what is missing and where to put it.
+
+    ``root`` is the given root when it was the only folder searched: the message then starts
+    with it and says that no other folder was looked at.
+    """
     where = ", ".join(str(f) for f in folders)
-    text = (
-        f"{dataset}: files not found: {', '.join(names)}. Searched: {where}. "
-        f"Put the files in one of these folders (or pass root=FOLDER, or set $WIDEFLAT_DATA)"
-    )
+    if root is not None:
+        text = (
+            f"{Path(root).expanduser()}: {dataset} files not found: {', '.join(names)}. "
+            f"Looked in: {where} (a given root is the only folder searched). Put the files there"
+        )
+    else:
+        text = (
+            f"{dataset}: files not found: {', '.join(names)}. Searched: {where}. "
+            f"Put the files in one of these folders (or pass root=FOLDER, or set $WIDEFLAT_DATA)"
+        )
     if hint:
         text += f"; {hint}"
     if url:

@@ -13,17 +13,21 @@ __all__ = ["DatasetError", "DatasetInfo", "ImageSet"]
 class DatasetError(ValueError):
     """A dataset file is missing, unreadable or malformed.
 
-    Raised when a reader is constructed (never later, on first access). The message names the
-    file and the defect, and for missing files says where to put them.
+    Raised when a reader is constructed (never later, on first access). The message is one line
+    (line breaks in quoted library errors are folded into spaces); it names the file and the
+    defect, and for missing files says where to put them.
 
     Example:
         >>> from wideflat.data import DatasetError, load_fashion_mnist
         >>> try:
-        ...     load_fashion_mnist("/nonexistent", search=False)
+        ...     load_fashion_mnist("/nonexistent")
         ... except DatasetError as err:
         ...     print("train-images-idx3-ubyte" in str(err))
         True
     """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(line.strip() for line in str(message).splitlines()))
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,8 @@ class ImageSet(Dataset):
         classes: class names, index ``i`` naming label ``i``.
         name: dataset name, e.g. ``"fashion-mnist"``.
         split: ``"train"``, ``"test"`` or ``"val"``.
-        source: the file or folder the data was read from.
+        source: the folder (or, for a CIFAR tarball, the ``.tar.gz`` file) the data was
+            actually read from, after any search: record it to know which copy was used.
 
     Example:
         >>> import torch

@@ -12,7 +12,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._common import cache_root, download, load_pickle, md5_bytes, md5_file, missing_message
+from ._common import (
+    cache_root,
+    download,
+    load_pickle,
+    md5_bytes,
+    md5_file,
+    missing_message,
+    searches_beyond,
+)
 from .base import DatasetError, ImageSet
 from .checksums import CIFAR10_MD5, CIFAR100_MD5
 
@@ -66,11 +74,11 @@ _CIFAR100 = _Spec(
 )
 
 
-def _bases(root: str | os.PathLike | None, search: bool) -> list[Path]:
+def _bases(root: str | os.PathLike | None, search: bool | None) -> list[Path]:
     out = []
     if root is not None:
         out.append(Path(root).expanduser())
-    if search or root is None:
+    if searches_beyond(root, search):
         env = os.environ.get("WIDEFLAT_DATA")
         if env:
             out.append(Path(env).expanduser())
@@ -78,7 +86,7 @@ def _bases(root: str | os.PathLike | None, search: bool) -> list[Path]:
     return list(dict.fromkeys(out))
 
 
-def _locate(spec: _Spec, root, search: bool) -> tuple[str, Path] | None:
+def _locate(spec: _Spec, root, search: bool | None) -> tuple[str, Path] | None:
     """('folder', path) or ('tar', path) for the first base holding the data."""
     for base in _bases(root, search):
         if (base / spec.folder).is_dir():
@@ -97,7 +105,10 @@ def _read_folder(folder: Path, names: list[str], verify: bool, table) -> dict[st
         if not path.is_file():
             kind = "meta file" if "meta" in name else "batch file"
             raise DatasetError(f"{path}: missing {kind} {name!r} in {folder}")
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise DatasetError(f"{path}: cannot read file: {err}") from err
         if verify:
             _check(path, md5_bytes(data), table)
         out[name] = data
@@ -105,6 +116,8 @@ def _read_folder(folder: Path, names: list[str], verify: bool, table) -> dict[st
 
 
 def _read_tar(tar_path: Path, folder: str, names: list[str], verify: bool, table) -> dict:
+    if tar_path.stat().st_size == 0:
+        raise DatasetError(f"{tar_path}: empty tarball (0 bytes); delete it and fetch it again")
     if verify:
         _check(tar_path, md5_file(tar_path), table)
     wanted = {f"{folder}/{n}": n for n in names}
@@ -136,6 +149,14 @@ def _check(path: Path, actual: str, table: Mapping[str, str]) -> None:
         )
 
 
+def _array(value, where: str, key: str) -> np.ndarray:
+    """``np.asarray(value)``, with a ragged or odd value reported as a DatasetError."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as err:
+        raise DatasetError(f"{where}: {key!r} is not an array: {err}") from err
+
+
 def _parse_batch(data: bytes, where: str, label_key: str, num_classes: int):
     d = load_pickle(data, where)
     for key in ("data", label_key):
@@ -143,7 +164,7 @@ def _parse_batch(data: bytes, where: str, label_key: str, num_classes: int):
             raise DatasetError(
                 f"{where}: missing key {key!r} in the batch dict (keys: {sorted(map(str, d))})"
             )
-    x = np.asarray(d["data"])
+    x = _array(d["data"], where, "data")
     if x.dtype != np.uint8:
         raise DatasetError(f"{where}: 'data' has dtype {x.dtype}, expected uint8")
     if x.size % _ROW != 0:
@@ -151,7 +172,7 @@ def _parse_batch(data: bytes, where: str, label_key: str, num_classes: int):
             f"{where}: 'data' length {x.size} is not a multiple of 3072 (3x32x32 bytes per image)"
         )
     n = x.size // _ROW
-    y = np.asarray(d[label_key])
+    y = _array(d[label_key], where, label_key)
     if y.ndim != 1 or y.shape[0] != n or (y.size and not np.issubdtype(y.dtype, np.integer)):
         raise DatasetError(
             f"{where}: {label_key!r} must be {n} integers (one per image), got shape "
@@ -175,7 +196,7 @@ def _load(
     download_ok: bool,
     verify: bool,
     checksums,
-    search: bool,
+    search: bool | None,
     coarse: bool = False,
 ) -> ImageSet:
     if split not in ("train", "test"):
@@ -194,6 +215,7 @@ def _load(
                     [f"{spec.folder}/ (or {spec.tarball})"],
                     _bases(root, search),
                     url=spec.url,
+                    root=None if searches_beyond(root, search) else root,
                 )
             )
         dest = (Path(root).expanduser() if root is not None else cache_root()) / spec.tarball
@@ -243,24 +265,27 @@ def load_cifar10(
     download: bool = False,
     verify: bool = False,
     checksums: Mapping[str, str] | None = None,
-    search: bool = True,
+    search: bool | None = None,
 ) -> ImageSet:
     """Load a CIFAR-10 split from ``cifar-10-batches-py/`` or ``cifar-10-python.tar.gz``.
 
-    Looked for in ``root`` (which may contain the folder or the tarball, or be the folder),
-    then ``$WIDEFLAT_DATA``, then ``~/.cache/wideflat``. The tarball is read in place (not
-    extracted). Pickles are read with a restricted unpickler that only rebuilds numpy arrays.
-    The network is used only with ``download=True`` when nothing is found: the official
-    tarball is fetched into ``root`` (or the cache) and its MD5 checked.
+    Read from ``root`` when it is given (it may contain the folder or the tarball, or be the
+    folder), and from nowhere else: a root without them is an error. Without a root they are
+    looked for in ``$WIDEFLAT_DATA``, then ``~/.cache/wideflat``; ``source`` of the result names
+    the folder or tarball read. The tarball is read in place (not extracted). Pickles are read
+    with a restricted unpickler that only rebuilds numpy arrays. The network is used only with
+    ``download=True`` when nothing is found: the official tarball is fetched into ``root`` (or
+    the cache) and its MD5 checked.
 
     Args:
-        root: folder to look in first.
+        root: the folder to read.
         split: ``"train"`` (``data_batch_1..5``, 50000 images) or ``"test"`` (``test_batch``).
         dtype: ``torch.uint8`` or a float dtype (pixels scaled to [0, 1]).
         download: allow fetching the tarball when absent.
         verify: check MD5s against ``checksums`` (each batch file, or the tarball).
         checksums: name → MD5 table; defaults to :data:`~wideflat.data.CIFAR10_MD5`.
-        search: if False, look only in ``root``.
+        search: ``True`` also searches the folders above after ``root``; the default ``None``
+            (or ``False``) reads a given ``root`` alone.
 
     Returns:
         An :class:`ImageSet` with images N×3×32×32 (RGB, channels first) and labels 0..9.
@@ -297,7 +322,7 @@ def load_cifar100(
     download: bool = False,
     verify: bool = False,
     checksums: Mapping[str, str] | None = None,
-    search: bool = True,
+    search: bool | None = None,
 ) -> ImageSet:
     """Load a CIFAR-100 split from ``cifar-100-python/`` or ``cifar-100-python.tar.gz``.
 
@@ -305,14 +330,15 @@ def load_cifar100(
     ``train``, ``test`` and ``meta``.
 
     Args:
-        root: folder to look in first.
+        root: the folder to read.
         split: ``"train"`` (50000 images) or ``"test"`` (10000).
         dtype: ``torch.uint8`` or a float dtype (pixels scaled to [0, 1]).
         coarse: use the 20 ``coarse_labels`` instead of the 100 ``fine_labels``.
         download: allow fetching the tarball when absent.
         verify: check MD5s against ``checksums``.
         checksums: name → MD5 table; defaults to :data:`~wideflat.data.CIFAR100_MD5`.
-        search: if False, look only in ``root``.
+        search: ``True`` also searches the folders above after ``root``; the default ``None``
+            (or ``False``) reads a given ``root`` alone.
 
     Returns:
         An :class:`ImageSet` with images N×3×32×32 and labels 0..99 (0..19 if ``coarse``).

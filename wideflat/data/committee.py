@@ -17,7 +17,12 @@ import torch
 
 from ..models.committee import committee_output
 from .base import DatasetError
-from .fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist, locate_fashion_mnist
+from .fashion_mnist import (
+    FASHION_MNIST_CLASSES,
+    _search_folders,
+    load_fashion_mnist,
+    locate_fashion_mnist,
+)
 
 __all__ = [
     "CommitteeData",
@@ -139,7 +144,7 @@ def fashion_committee(
     classes: tuple[int, int] = (3, 4),
     median_range: tuple[float, float] = (0.25, 0.75),
     balanced: bool = False,
-    search: bool = True,
+    search: bool | None = None,
 ) -> CommitteeData:
     """The reduced Fashion-MNIST set of the paper's appendix B.1 (Dress vs Coat).
 
@@ -156,17 +161,19 @@ def fashion_committee(
     74 vs 603 in test). ``balanced=True`` draws ``n_train // 2`` of each class instead.
 
     Args:
-        root: folder for :func:`~wideflat.data.load_fashion_mnist` (searched as it documents).
+        root: folder for :func:`~wideflat.data.load_fashion_mnist`: a given root is the only
+            folder read (an error if it lacks the files); without one, the reader's search.
         n_train: training patterns to draw (even when ``balanced``).
         seed: seed of the draw.
         classes: the two Fashion-MNIST labels, first → +1.
         median_range: inclusive bounds on the per-image median (pixels in [0, 1]).
         balanced: draw the same number from each class.
-        search: passed to the reader.
+        search: passed to the reader (``True`` searches past a given root).
 
     Returns:
-        A :class:`CommitteeData` with N = 784; ``metadata["train_indices"]`` and
-        ``metadata["test_indices"]`` index the official splits.
+        A :class:`CommitteeData` with N = 784; ``metadata["source"]`` is the folder read,
+        ``metadata["train_indices"]`` and ``metadata["test_indices"]`` index the official
+        splits.
 
     Raises:
         DatasetError: if the files are missing or malformed, or the filtered pool is too small.
@@ -317,8 +324,9 @@ def load_committee_data(
     """The committee-study dataset by name: ``"fashion"``, ``"teacher"`` or ``"auto"``.
 
     ``"auto"`` uses the reduced Fashion-MNIST set when both splits are found (see
-    :func:`~wideflat.data.locate_fashion_mnist`), else the teacher set, and records the reason
-    in ``metadata["fallback"]``. Extra keyword arguments go to the chosen builder.
+    :func:`~wideflat.data.locate_fashion_mnist`: only in ``root`` when it is given), else the
+    teacher set, and records the reason, naming the folders looked in, in
+    ``metadata["fallback"]``. Extra keyword arguments go to the chosen builder.
 
     Example:
         >>> load_committee_data("teacher", n_train=10, n_test=5, n_features=7, k=3).name
@@ -327,10 +335,19 @@ def load_committee_data(
     if source not in ("auto", "fashion", "teacher"):
         raise ValueError(f"Invalid committee data source: {source!r} (use fashion, teacher, auto)")
     if source == "auto":
-        have = all(locate_fashion_mnist(root, split=s) is not None for s in ("train", "test"))
+        search = kwargs.get("search")
+        have = all(
+            locate_fashion_mnist(root, split=s, search=search) is not None
+            for s in ("train", "test")
+        )
         if not have:
+            folders = _search_folders(root, search)
+            kwargs.pop("search", None)
             data = teacher_committee(n_train, seed=seed, **kwargs)
-            data.metadata["fallback"] = "Fashion-MNIST not found; using the teacher dataset"
+            data.metadata["fallback"] = (
+                f"Fashion-MNIST not found in {', '.join(map(str, folders))}; "
+                "using the teacher dataset"
+            )
             return data
         source = "fashion"
     if source == "fashion":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from ._common import (
     md5_bytes,
     md5_file,
     missing_message,
+    searches_beyond,
 )
 from .base import DatasetError, ImageSet
 from .checksums import FASHION_MNIST_MD5, FASHION_MNIST_RAW_MD5
@@ -116,7 +118,7 @@ def _parse_idx(data: bytes, path: Path) -> np.ndarray:
         )
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = _IDX_TYPES[code]
-    need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    need = math.prod(dims) * dtype.itemsize  # Python ints: 2^31 x 2^31 x 4 must not wrap to 0
     have = len(data) - header
     if have != need:
         raise DatasetError(
@@ -159,14 +161,20 @@ def _find_file(folder: Path, name: str) -> Path | None:
     return None
 
 
+def _search_folders(root: str | os.PathLike | None, search: bool | None) -> list[Path]:
+    """The folders :func:`locate_fashion_mnist` looks in, in order."""
+    return candidate_folders(root, "fashion-mnist", search=search, system=(SYSTEM_FASHION_MNIST,))
+
+
 def locate_fashion_mnist(
-    root: str | os.PathLike | None = None, *, split: str = "train", search: bool = True
+    root: str | os.PathLike | None = None, *, split: str = "train", search: bool | None = None
 ) -> Path | None:
     """The first folder holding any of ``split``'s two IDX files, or None.
 
-    Search order: ``root`` (and ``root/fashion-mnist``), ``$WIDEFLAT_DATA`` (and its
-    ``fashion-mnist``), ``/usr/share/datasets/fashion-mnist``, ``~/.cache/wideflat/fashion-mnist``.
-    With ``search=False`` only ``root`` is looked at.
+    A given ``root`` is the only place looked at (``root/fashion-mnist``, then ``root``) unless
+    ``search=True``. Without a root, or with ``search=True`` after it, the search order is
+    ``$WIDEFLAT_DATA`` (and its ``fashion-mnist``), ``/usr/share/datasets/fashion-mnist``,
+    ``~/.cache/wideflat/fashion-mnist``.
 
     Example:
         >>> locate_fashion_mnist("/nonexistent", search=False) is None
@@ -174,9 +182,7 @@ def locate_fashion_mnist(
     """
     _check_split(split)
     names = _FILES[split]
-    for folder in candidate_folders(
-        root, "fashion-mnist", search=search, system=(SYSTEM_FASHION_MNIST,)
-    ):
+    for folder in _search_folders(root, search):
         if any(_find_file(folder, n) is not None for n in names):
             return folder
     return None
@@ -212,19 +218,20 @@ def load_fashion_mnist(
     download: bool = False,
     verify: bool = False,
     checksums: Mapping[str, str] | None = None,
-    search: bool = True,
+    search: bool | None = None,
 ) -> ImageSet:
     """Load one Fashion-MNIST split from the four official IDX files.
 
-    The files (``train-images-idx3-ubyte[.gz]`` ...) are looked for in order in ``root``,
-    ``$WIDEFLAT_DATA``, ``/usr/share/datasets/fashion-mnist`` (Debian's
-    ``dataset-fashion-mnist``) and ``~/.cache/wideflat/fashion-mnist``; the first folder holding
-    any of the split's files must hold both. Nothing touches the network unless ``download=True``
-    and no folder has the files; then they are fetched from :data:`FASHION_MNIST_URL` into
-    ``root/fashion-mnist`` (or the cache) and their MD5 is checked.
+    The files (``train-images-idx3-ubyte[.gz]`` ...) are read from ``root`` when it is given,
+    and from nowhere else: a root without them is an error. Without a root they are looked for
+    in order in ``$WIDEFLAT_DATA``, ``/usr/share/datasets/fashion-mnist`` (Debian's
+    ``dataset-fashion-mnist``) and ``~/.cache/wideflat/fashion-mnist``. The first folder holding
+    any of the split's files must hold both; ``source`` of the result names it. Nothing touches
+    the network unless ``download=True`` and no folder has the files; then they are fetched from
+    :data:`FASHION_MNIST_URL` into ``root/fashion-mnist`` (or the cache) and their MD5 is checked.
 
     Args:
-        root: a folder to look in first (the files may sit in it or in ``root/fashion-mnist``).
+        root: the folder to read (the files may sit in it or in ``root/fashion-mnist``).
         split: ``"train"`` (60000 images) or ``"test"`` (10000).
         dtype: ``torch.uint8`` (pixels 0..255) or a float dtype (pixels scaled to [0, 1]).
         download: allow fetching the files when they are absent.
@@ -232,7 +239,8 @@ def load_fashion_mnist(
             decompressed payload, which also accepts Debian's re-compressed files).
         checksums: name → MD5 table; defaults to :data:`FASHION_MNIST_MD5` together with
             :data:`FASHION_MNIST_RAW_MD5`. Tests inject their own.
-        search: if False, look only in ``root``.
+        search: ``True`` also searches the folders above after ``root``; the default ``None``
+            (or ``False``) reads a given ``root`` alone.
 
     Returns:
         An :class:`ImageSet` with images N×28×28 and int64 labels in 0..9.
@@ -258,9 +266,7 @@ def load_fashion_mnist(
     names = _FILES[split]
     folder = locate_fashion_mnist(root, split=split, search=search)
     if folder is None:
-        folders = candidate_folders(
-            root, "fashion-mnist", search=search, system=(SYSTEM_FASHION_MNIST,)
-        )
+        folders = _search_folders(root, search)
         if not download:
             raise DatasetError(
                 missing_message(
@@ -269,6 +275,7 @@ def load_fashion_mnist(
                     folders,
                     url=FASHION_MNIST_URL,
                     hint=_APT_HINT,
+                    root=None if searches_beyond(root, search) else root,
                 )
             )
         folder = download_folder(root, "fashion-mnist")

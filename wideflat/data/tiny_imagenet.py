@@ -12,14 +12,16 @@ Layout (as in ``tiny-imagenet-200.zip``)::
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
+import zlib
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import torch
 
-from ._common import cache_root, download, md5_file, missing_message
+from ._common import cache_root, download, md5_file, missing_message, searches_beyond
 from .base import DatasetError, ImageSet
 from .checksums import TINY_IMAGENET_MD5
 
@@ -31,11 +33,11 @@ _ZIP = "tiny-imagenet-200.zip"
 _SIZE = 64
 
 
-def _bases(root, search: bool) -> list[Path]:
+def _bases(root, search: bool | None) -> list[Path]:
     out = []
     if root is not None:
         out.append(Path(root).expanduser())
-    if search or root is None:
+    if searches_beyond(root, search):
         env = os.environ.get("WIDEFLAT_DATA")
         if env:
             out.append(Path(env).expanduser())
@@ -52,8 +54,12 @@ def _extract(zip_path: Path) -> Path:
                 if not target.is_relative_to(dest.resolve()):
                     raise DatasetError(f"{zip_path}: member {name!r} would extract outside {dest}")
             zf.extractall(dest)
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
+    except (zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise DatasetError(f"{zip_path}: corrupted or truncated zip: {err}") from err
+    except (RuntimeError, NotImplementedError) as err:  # encrypted, or an unknown compression
+        raise DatasetError(f"{zip_path}: cannot extract the zip: {err}") from err
+    except OSError as err:
+        raise DatasetError(f"{zip_path}: cannot extract the zip into {dest}: {err}") from err
     folder = dest / _FOLDER
     if not folder.is_dir():
         raise DatasetError(f"{zip_path}: the zip holds no {_FOLDER}/ folder")
@@ -70,21 +76,42 @@ def _read_lines(path: Path, what: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def _plain_name(entry: str) -> bool:
+    """True if ``entry`` is one file or folder name: no separator, drive, ``.`` or ``..``, so
+    joining it to a folder stays inside that folder (symbolic links aside)."""
+    return entry not in ("", ".", "..") and PurePath(entry).name == entry
+
+
 def _decode(path: Path) -> np.ndarray:
+    """A 64×64 image as a 3×64×64 uint8 array; the size is checked before decoding.
+
+    Pillow's decompression-bomb guard (an error above twice ``Image.MAX_IMAGE_PIXELS``, a
+    warning above it) is turned into a DatasetError, and so is any failure of a decoder
+    reading bad bytes.
+    """
     try:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
     except ImportError as err:  # Pillow ships with matplotlib, but say so if it is absent
         raise ImportError("Tiny ImageNet needs Pillow to decode JPEGs: pip install pillow") from err
     if not path.is_file():
         raise DatasetError(f"{path}: missing image file")
+    arr = None
     try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DatasetError(f"{path}: cannot decode image: {err}") from err
-    if arr.shape != (_SIZE, _SIZE, 3):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                size = im.size
+                if size == (_SIZE, _SIZE):
+                    arr = np.asarray(im.convert("RGB"))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise DatasetError(
-            f"{path}: image size {arr.shape[1]}x{arr.shape[0]}, Tiny ImageNet images are 64x64"
+            f"{path}: image too large to decode safely (decompression bomb?): {err}"
+        ) from err
+    except Exception as err:  # UnidentifiedImageError, OSError, SyntaxError, ... from bad bytes
+        raise DatasetError(f"{path}: cannot decode image: {type(err).__name__}: {err}") from err
+    if arr is None:
+        raise DatasetError(
+            f"{path}: image size {size[0]}x{size[1]}, Tiny ImageNet images are 64x64"
         )
     return arr.transpose(2, 0, 1)
 
@@ -97,25 +124,30 @@ def load_tiny_imagenet(
     download: bool = False,
     verify: bool = False,
     checksums: Mapping[str, str] | None = None,
-    search: bool = True,
+    search: bool | None = None,
 ) -> ImageSet:
     """Load a Tiny ImageNet split from the official ``tiny-imagenet-200/`` folder.
 
-    Looked for in ``root``, ``$WIDEFLAT_DATA``, ``~/.cache/wideflat`` (each may hold the folder,
-    be the folder, or hold ``tiny-imagenet-200.zip``, which is then extracted next to itself).
+    Read from ``root`` when it is given, and from nowhere else (a root without the data is an
+    error); without a root, looked for in ``$WIDEFLAT_DATA``, then ``~/.cache/wideflat``. Each
+    may hold the folder, be the folder, or hold ``tiny-imagenet-200.zip``, which is then
+    extracted next to itself; ``source`` of the result names the folder read. Image names in
+    ``val_annotations.txt`` and the wnids (folder names under ``train/``) must be plain names,
+    so nothing outside the dataset folder is read.
     With ``download=True`` and nothing found, the zip is fetched from
     :data:`TINY_IMAGENET_URL`, its MD5 checked, and extracted. Every JPEG is decoded at
     construction (the whole split is held in memory: 100000×3×64×64 bytes ≈ 1.2 GB for train).
     Labels are the line numbers of the wnids in ``wnids.txt``.
 
     Args:
-        root: folder to look in first.
+        root: the folder to read.
         split: ``"train"`` or ``"val"`` (the official test split has no labels).
         dtype: ``torch.uint8`` or a float dtype (pixels scaled to [0, 1]).
         download: allow fetching the zip when absent.
         verify: check the zip's MD5 (the zip must sit next to the folder).
         checksums: name → MD5 table; defaults to :data:`~wideflat.data.TINY_IMAGENET_MD5`.
-        search: if False, look only in ``root``.
+        search: ``True`` also searches the folders above after ``root``; the default ``None``
+            (or ``False``) reads a given ``root`` alone.
 
     Returns:
         An :class:`ImageSet` with images N×3×64×64; ``classes`` are the wnids (or, when
@@ -123,8 +155,10 @@ def load_tiny_imagenet(
 
     Raises:
         DatasetError: naming the file and the defect: missing ``wnids.txt``, class folder,
-            ``val_annotations.txt`` or image; an unknown wnid in the annotations; an
-            undecodable or wrongly sized image; or, when nothing is found, where to put it.
+            ``val_annotations.txt`` or image; an unknown wnid in the annotations; an image
+            entry or wnid that is not a plain name; an undecodable, wrongly sized or
+            oversized (decompression-bomb) image; a corrupted zip; or, when nothing is found,
+            where to put it.
 
     Example:
         >>> val = load_tiny_imagenet("~/data", split="val")  # doctest: +SKIP
@@ -158,6 +192,7 @@ def load_tiny_imagenet(
                     [f"{_FOLDER}/ (or {_ZIP})"],
                     _bases(root, search),
                     url=TINY_IMAGENET_URL,
+                    root=None if searches_beyond(root, search) else root,
                 )
             )
         dest = (Path(root).expanduser() if root is not None else cache_root()) / _ZIP
@@ -177,6 +212,12 @@ def load_tiny_imagenet(
         raise DatasetError(f"{folder / 'wnids.txt'}: empty wnids.txt (no class ids)")
     if len(set(wnids)) != len(wnids):
         raise DatasetError(f"{folder / 'wnids.txt'}: duplicate wnids in wnids.txt")
+    for w in wnids:
+        if not _plain_name(w):
+            raise DatasetError(
+                f"{folder / 'wnids.txt'}: wnid {w!r} is not a plain folder name in "
+                f"{folder / 'train'} (paths that may leave the dataset folder are refused)"
+            )
     index = {w: i for i, w in enumerate(wnids)}
 
     files: list[Path] = []
@@ -186,7 +227,12 @@ def load_tiny_imagenet(
             img_dir = folder / "train" / w / "images"
             if not img_dir.is_dir():
                 raise DatasetError(f"{img_dir}: missing class folder for wnid {w!r}")
-            found = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in (".jpeg", ".jpg"))
+            try:
+                found = sorted(
+                    p for p in img_dir.iterdir() if p.suffix.lower() in (".jpeg", ".jpg")
+                )
+            except OSError as err:
+                raise DatasetError(f"{img_dir}: cannot list the class folder: {err}") from err
             if not found:
                 raise DatasetError(f"{img_dir}: no JPEG images for wnid {w!r}")
             files += found
@@ -198,6 +244,12 @@ def load_tiny_imagenet(
             if len(parts) < 2:
                 raise DatasetError(f"{ann}: line {lineno} has no '<file><TAB><wnid>': {line!r}")
             name, w = parts[0], parts[1]
+            if not _plain_name(name):
+                raise DatasetError(
+                    f"{ann}: line {lineno}: image entry {name!r} is not a plain file name in "
+                    f"{folder / 'val' / 'images'} (paths that may leave the dataset folder "
+                    "are refused)"
+                )
             if w not in index:
                 raise DatasetError(
                     f"{ann}: line {lineno}: unknown wnid {w!r} (not in {folder / 'wnids.txt'})"
@@ -224,8 +276,12 @@ def _class_names(folder: Path, wnids: list[str]) -> tuple[str, ...]:
     words = folder / "words.txt"
     if not words.is_file():
         return tuple(wnids)
+    try:
+        content = words.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise DatasetError(f"{words}: unreadable words.txt: {err}") from err
     names = {}
-    for line in words.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in content.splitlines():
         wnid, _, text = line.partition("\t")
         names[wnid.strip()] = text.split(",")[0].strip()
     return tuple(names.get(w) or w for w in wnids)
