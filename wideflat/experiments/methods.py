@@ -3,9 +3,12 @@
 * SGD: one minibatch, one gradient.
 * Entropy-SGD: a closure that draws a *fresh* minibatch on each of its L calls.
 * Replicated-SGD: y replicas, each drawing from its own minibatch stream.
+* SAM: one minibatch, two gradients (at w and at w + ε).
 
-:func:`grad_evals_per_step` gives the gradient evaluations one step costs (1, L or y), which
-is how budgets are made equal across methods.
+:func:`method_grad_evals` is the one table of what a step costs in minibatch gradients (1, L,
+y or 2), which is how budgets are made equal across methods;
+:attr:`TrainConfig.grad_evals_per_step <wideflat.experiments.config.TrainConfig>` and
+:func:`grad_evals_per_step` (for a built optimizer) both read it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 from torch import nn
 
-from ..optim import EntropySGD, ReplicatedSGD
+from ..optim import SAM, EntropySGD, ReplicatedSGD
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -60,10 +63,28 @@ def rsgd_step(opt: ReplicatedSGD, loss_fn: LossFn, streams: list[Iterator]):
     return opt.step(closure).detach()
 
 
+def method_grad_evals(method: str, *, inner_steps: int, y: int) -> int:
+    """Minibatch gradients one optimizer step of ``method`` costs.
+
+    SGD 1; eSGD L = ``inner_steps`` (one per SGLD step); rSGD ``y`` (one per replica); SAM 2
+    (the ascent gradient at w, the descent gradient at w + ε).
+
+    Example:
+        >>> [method_grad_evals(m, inner_steps=5, y=3) for m in ("sgd", "esgd", "rsgd", "sam")]
+        [1, 5, 3, 2]
+    """
+    table = {"sgd": 1, "esgd": inner_steps, "rsgd": y, "sam": 2}
+    if method not in table:
+        raise ValueError(f"Invalid method: {method!r} (expected one of {', '.join(table)})")
+    return table[method]
+
+
 def grad_evals_per_step(opt: torch.optim.Optimizer) -> int:
-    """Minibatch gradients one step of ``opt`` computes: L for eSGD, y for rSGD, else 1."""
+    """Minibatch gradients one step of ``opt`` computes (:func:`method_grad_evals`); any
+    other torch optimizer counts as SGD."""
     if isinstance(opt, EntropySGD):
-        return opt.param_groups[0]["inner_steps"]
+        return method_grad_evals("esgd", inner_steps=opt.param_groups[0]["inner_steps"], y=1)
     if isinstance(opt, ReplicatedSGD):
-        return opt.y
-    return 1
+        return method_grad_evals("rsgd", inner_steps=1, y=opt.y)
+    method = "sam" if isinstance(opt, SAM) else "sgd"
+    return method_grad_evals(method, inner_steps=1, y=1)

@@ -1,10 +1,19 @@
 """Tables and figures from run folders only (never imports training code).
 
 * :func:`collect_runs`: every run folder under a folder (``run.json`` + ``metrics.jsonl``).
+* :func:`run_flags` / :func:`flag_runs`: why a run is *not a result* (it ended at
+  chance-level test error, above the preset's ``max_train_error`` or did not finish).
 * :func:`summary_rows` / :func:`format_table`: test error mean ± std per method, like the
-  paper's Table 1, with wall clock and throughput.
+  paper's Table 1, with wall clock, throughput and a "check" column: flagged runs get a †
+  and a footnote naming the run and the reason.
 * :func:`plot_test_error`: Fig. 2, test error vs (rescaled) epoch, mean ± std over seeds.
-* :func:`plot_energy`: Figs. 3–5, δE_train vs σ per method, one panel per measured epoch.
+* :func:`plot_energy`: Figs. 3–5, δE_train vs σ per method, one panel per measured epoch;
+  the legend gives each method's final train and test error (as the paper's Fig. 3 does).
+
+In both figures flagged runs are drawn apart from their method's clean runs: grey, dashed,
+with a hatched band and "† not a result" in the legend. (A run that ends at chance level
+barely moves under weight noise, so its δE curve is the lowest: unflagged, it would read as
+the flattest method.)
 
 Everything tolerates NaN, empty and one-row metrics: missing values are skipped, a figure
 with nothing to draw still gets written with a note, and nothing here raises on bad rows.
@@ -27,17 +36,26 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "CHANCE_FRACTION",
+    "FLAGGED_COLOR",
     "LABELS",
     "RunRecord",
     "collect_runs",
+    "flag_runs",
     "format_table",
     "plot_energy",
     "plot_test_error",
+    "run_flags",
     "summary_rows",
 ]
 
 LABELS = {"sgd": "SGD", "esgd": "eSGD", "rsgd": "rSGD", "rsgdxy": "rSGD×y", "sam": "SAM"}
 _ORDER = list(LABELS)
+# A test error >= CHANCE_FRACTION × (1 - 1/classes) is "at chance": the accuracy is less than
+# 5 % of the way from guessing (1/classes) to perfect. 10 classes: >= 85.5 %; 100: >= 94.05 %.
+CHANCE_FRACTION = 0.95
+FLAGGED_COLOR = "0.55"  # grey
+_FLAG_NOTE = "† flagged run, not a result:\nat chance, train error too high, or unfinished"
 
 
 @dataclass
@@ -51,6 +69,7 @@ class RunRecord:
     summary: dict = field(default_factory=dict)
     metrics: list[dict] = field(default_factory=list)
     energy: dict[int, dict] = field(default_factory=dict)  # epoch → profile JSON dict
+    flags: list[str] = field(default_factory=list)  # why it is not a result (flag_runs)
 
 
 def _num(value) -> float:
@@ -109,6 +128,52 @@ def collect_runs(folder: str | os.PathLike) -> list[RunRecord]:
     return runs
 
 
+def run_flags(summary: dict, *, num_classes: int, max_train_error: float) -> list[str]:
+    """Why a finished run is not a result; ``[]`` when it is one.
+
+    Flagged: no finite test error; a test error at chance level, i.e. at least
+    :data:`CHANCE_FRACTION` × (1 − 1/``num_classes``); a training error above
+    ``max_train_error`` (the preset's, a fraction). Errors in ``summary`` are fractions.
+
+    Example:
+        >>> run_flags({"test_error": 0.9, "train_error": 0.1}, num_classes=10, max_train_error=0.5)
+        ['test error 90.0 % at chance level (>= 85.5 %; chance 1 - 1/10 = 90.0 %)']
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"Invalid num_classes: {num_classes!r} (expected an int >= 2)")
+    if not 0 <= max_train_error <= 1:
+        raise ValueError(f"Invalid max_train_error: {max_train_error!r} (expected 0..1)")
+    chance = 1 - 1 / num_classes
+    test, train = _num(summary.get("test_error")), _num(summary.get("train_error"))
+    flags = []
+    if not math.isfinite(test):
+        flags.append("no test error")
+    elif test >= CHANCE_FRACTION * chance:
+        limit = 100 * CHANCE_FRACTION * chance
+        flags.append(
+            f"test error {100 * test:.1f} % at chance level (>= {limit:.1f} %; "
+            f"chance 1 - 1/{num_classes} = {100 * chance:.1f} %)"
+        )
+    if math.isfinite(train) and train > max_train_error:
+        flags.append(
+            f"train error {100 * train:.1f} % > max_train_error {100 * max_train_error:g} %"
+        )
+    return flags
+
+
+def flag_runs(
+    runs: list[RunRecord], *, num_classes: int, max_train_error: float
+) -> list[RunRecord]:
+    """Set each run's ``flags`` (:func:`run_flags`; an unfinished run is flagged by its status)
+    and return ``runs``."""
+    for r in runs:
+        if r.status != "finished":
+            r.flags = [f"run {r.status}"]
+        else:
+            r.flags = run_flags(r.summary, num_classes=num_classes, max_train_error=max_train_error)
+    return runs
+
+
 def _sort_key(label: str):
     return (_ORDER.index(label) if label in _ORDER else len(_ORDER), label)
 
@@ -121,12 +186,18 @@ def _mean_std(values: list[float]) -> tuple[float, float, int]:
 
 
 def summary_rows(runs: list[RunRecord]) -> list[dict]:
-    """Per method: finished runs, test/train error mean and std (%), time, throughput."""
+    """Per method: finished runs, test/train error mean and std (%), time, throughput, and
+    the flagged runs among them (``flagged``: how many; ``flagged_runs``: folder → reasons).
+
+    Flagged runs stay in the means (the row reports what was run); the table marks them.
+    """
     rows = []
     for label in sorted({r.label for r in runs}, key=_sort_key):
         done = [r for r in runs if r.label == label and r.status == "finished"]
         s = [r.summary for r in done]
         row = {"label": label, "runs": len(done), "seeds": sorted(r.seed for r in done)}
+        row["flagged_runs"] = {r.path.name: list(r.flags) for r in done if r.flags}
+        row["flagged"] = len(row["flagged_runs"])
         for key, scale in (
             ("test_error", 100),
             ("train_error", 100),
@@ -149,21 +220,33 @@ def _pm(mean: float, std: float, digits: int) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    """A Markdown table of :func:`summary_rows` (mean ± std over seeds)."""
+    """A Markdown table of :func:`summary_rows` (mean ± std over seeds).
+
+    The last column says whether the row's runs are results: ``ok``, or ``† k of n`` with one
+    footnote per flagged run (its folder and why) below the table.
+    """
     lines = [
         "| method | runs | test error (%) | train error (%) | train loss | train time (s) "
-        "| images/s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| images/s | check |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
+    notes = []
     for r in rows:
+        flagged = r.get("flagged_runs", {})
+        check = "–" if not r["runs"] else "ok"
+        if flagged:
+            check = f"† {len(flagged)} of {r['runs']}"
+            notes += [f"† {name}: not a result: {'; '.join(why)}." for name, why in flagged.items()]
         lines.append(
             f"| {LABELS.get(r['label'], r['label'])} | {r['runs']} "
             f"| {_pm(r['test_error'], r['test_error_std'], 2)} "
             f"| {_pm(r['train_error'], r['train_error_std'], 2)} "
             f"| {_pm(r['train_loss'], r['train_loss_std'], 3)} "
             f"| {_pm(r['train_seconds'], r['train_seconds_std'], 0)} "
-            f"| {_pm(r['images_per_s'], r['images_per_s_std'], 0)} |"
+            f"| {_pm(r['images_per_s'], r['images_per_s_std'], 0)} | {check} |"
         )
+    if notes:
+        lines += ["", *notes]
     return "\n".join(lines)
 
 
@@ -177,37 +260,101 @@ def _pyplot():
     return plt
 
 
+def _groups(runs: list[RunRecord], label: str) -> list[tuple[list[RunRecord], bool]]:
+    """A method's clean runs and its flagged runs, each drawn as one curve (if any)."""
+    mine = [r for r in runs if r.label == label]
+    clean = [r for r in mine if not r.flags]
+    flagged = [r for r in mine if r.flags]
+    return [(group, bad) for group, bad in ((clean, False), (flagged, True)) if group]
+
+
+def _draw(ax, x, mean, std, label: str, flagged: bool) -> None:
+    """One mean ± std curve; a flagged one grey, dashed, with a hatched band."""
+    if flagged:
+        ax.plot(x, mean, "--", marker="x", ms=4, color=FLAGGED_COLOR, label=label)
+        ax.fill_between(
+            x, mean - std, mean + std, facecolor="none", edgecolor=FLAGGED_COLOR, hatch="//"
+        )
+        return
+    (line,) = ax.plot(x, mean, marker="o", ms=3, label=label)
+    ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+
+
+def _label(label: str, group: list[RunRecord], flagged: bool, errors: bool = False) -> str:
+    text = LABELS.get(label, label)
+    if flagged:
+        text += f" † ({len(group)} runs)" if len(group) > 1 else " †"
+    if errors:
+        train = [100 * _num(r.summary.get("train_error")) for r in group]
+        test = [100 * _num(r.summary.get("test_error")) for r in group]
+        (train, _, _), (test, _, _) = _mean_std(train), _mean_std(test)
+        if math.isfinite(test):
+            train_text = f"train {train:.1f} %, " if math.isfinite(train) else ""
+            text += f" (final: {train_text}test {test:.1f} %)"
+    return text
+
+
+def _draw_test_error(ax, runs: list[RunRecord]) -> bool:
+    """Fig. 2 curves on ``ax``; whether anything was drawn."""
+    drawn = False
+    for label in sorted({r.label for r in runs}, key=_sort_key):
+        for group, flagged in _groups(runs, label):
+            curves: dict[int, list[float]] = {}
+            for r in group:
+                for row in r.metrics:
+                    e, err = _num(row.get("epoch")), _num(row.get("test_error"))
+                    if math.isfinite(e) and math.isfinite(err):
+                        curves.setdefault(int(e), []).append(100 * err)
+            if not curves:
+                continue
+            epochs = sorted(curves)
+            mean = np.array([np.mean(curves[e]) for e in epochs])
+            std = np.array([np.std(curves[e]) for e in epochs])
+            _draw(ax, epochs, mean, std, _label(label, group, flagged), flagged)
+            drawn = True
+    return drawn
+
+
+def _draw_energy(ax, runs: list[RunRecord], epoch: int) -> None:
+    """One Fig. 3 panel (the profiles measured after ``epoch``) on ``ax``."""
+    for label in sorted({r.label for r in runs}, key=_sort_key):
+        for group, flagged in _groups(runs, label):
+            curves, sigmas = [], None
+            for r in group:
+                prof = r.energy.get(epoch)
+                if not prof:
+                    continue
+                s = [_num(x) for x in prof.get("sigmas", [])]
+                d = [100 * _num(x) for x in prof.get("delta_error", [])]
+                if s and len(s) == len(d):
+                    sigmas = s if sigmas is None else sigmas
+                    if s == sigmas:
+                        curves.append(d)
+            if not curves:
+                continue
+            c = np.array(curves, dtype=float)
+            mean, std = np.nanmean(c, axis=0), np.nanstd(c, axis=0)
+            _draw(ax, sigmas, mean, std, _label(label, group, flagged, errors=True), flagged)
+
+
+def _legend(ax, runs: list[RunRecord], **where) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        note = _FLAG_NOTE if any(r.flags for r in runs) else None
+        ax.legend(title=note, title_fontsize="small", fontsize="small", **where)
+
+
 def plot_test_error(runs: list[RunRecord], path: str | os.PathLike, *, title: str = "") -> Path:
     """Fig. 2: test error (%) vs epoch (data epochs; per replica for rSGD×y), mean ± std."""
     plt = _pyplot()
     path = Path(path)
     fig, ax = plt.subplots(figsize=(6, 4))
-    drawn = False
-    for label in sorted({r.label for r in runs}, key=_sort_key):
-        curves: dict[int, list[float]] = {}
-        for r in runs:
-            if r.label != label:
-                continue
-            for row in r.metrics:
-                e, err = _num(row.get("epoch")), _num(row.get("test_error"))
-                if math.isfinite(e) and math.isfinite(err):
-                    curves.setdefault(int(e), []).append(100 * err)
-        if not curves:
-            continue
-        epochs = sorted(curves)
-        mean = np.array([np.mean(curves[e]) for e in epochs])
-        std = np.array([np.std(curves[e]) for e in epochs])
-        (line,) = ax.plot(epochs, mean, marker="o", ms=3, label=LABELS.get(label, label))
-        ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        drawn = True
-    if not drawn:
+    if not _draw_test_error(ax, runs):
         ax.text(0.5, 0.5, "no finite test errors", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("epoch (rescaled: data consumed)")
     ax.set_ylabel("test error (%)")
     if title:
         ax.set_title(title)
-    if drawn:
-        ax.legend()
+    _legend(ax, runs)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,31 +371,12 @@ def plot_energy(runs: list[RunRecord], path: str | os.PathLike, *, title: str = 
     fig, axes = plt.subplots(1, max(len(epochs), 1), figsize=(4.5 * max(len(epochs), 1), 3.8))
     axes = np.atleast_1d(axes)
     for ax, epoch in zip(axes, epochs, strict=False):
-        for label in sorted({r.label for r in runs}, key=_sort_key):
-            curves = []
-            sigmas = None
-            for r in runs:
-                prof = r.energy.get(epoch)
-                if r.label != label or not prof:
-                    continue
-                s = [_num(x) for x in prof.get("sigmas", [])]
-                d = [100 * _num(x) for x in prof.get("delta_error", [])]
-                if s and len(s) == len(d):
-                    sigmas = s if sigmas is None else sigmas
-                    if s == sigmas:
-                        curves.append(d)
-            if not curves:
-                continue
-            c = np.array(curves, dtype=float)
-            mean, std = np.nanmean(c, axis=0), np.nanstd(c, axis=0)
-            (line,) = ax.plot(sigmas, mean, marker="o", ms=3, label=LABELS.get(label, label))
-            ax.fill_between(sigmas, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        _draw_energy(ax, runs, epoch)
         ax.set_title(f"epoch {epoch}")
         ax.set_xlabel("σ (multiplicative)")
         ax.set_ylabel("δE_train (%)")
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
+        _legend(ax, runs, loc="upper center", bbox_to_anchor=(0.5, -0.3))  # below the panel
     if not epochs:
         axes[0].text(
             0.5,
@@ -262,6 +390,6 @@ def plot_energy(runs: list[RunRecord], path: str | os.PathLike, *, title: str = 
         fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -17,11 +17,33 @@ Conventions and deviations from appendix C, stated once:
   of 10⁴ (paper §4), with y = 3 and K = 10 unless stated.
 * AutoAugment with the CIFAR-10 policy (PyramidNet, EfficientNet rows) runs through
   torchvision, which those presets then need (``pip install 'wideflat[vision]'``).
-  Fast-AutoAugment (Tiny ImageNet rows), EfficientNet's 224-pixel resize, PyramidNet's switch
-  from K = 10 to K = 3 at epoch 220 and ResNet-110's warm-up-free entropic runs are not
-  modelled: those rows run with standard preprocessing (+ Cutout where the paper has it).
+  Fast-AutoAugment (Tiny ImageNet rows), PyramidNet's switch from K = 10 to K = 3 at epoch
+  220 and ResNet-110's warm-up-free entropic runs are not modelled: those rows run with
+  standard preprocessing (+ Cutout where the paper has it).
+* EfficientNet-B0 (Tan & Le's settings, as the paper says): RMSprop with decay 0.9,
+  momentum 0.9 and ε = 10⁻³ (``optimizer="rmsprop"``; torch adds ε outside the square root,
+  TensorFlow inside), and 224-pixel images. The paper resizes 32 → 224, zero-pads by 32 and
+  crops 224, i.e. shifts of up to 64 of 224 pixels. Here the crop runs on the 32-pixel image
+  with the padding that matches, 32 · 32 / 224 ≈ 4.6 → 5 pixels (shifts up to 10 of 32,
+  70 of 224 after the resize), and the model upsamples every input to 224 pixels
+  (``model_kwargs=(("resize", 224),)``), so training, evaluation and δE all see 224-pixel
+  images without a 224-pixel copy of the data set in memory.
 * ``fashion-smallconvnet`` is not in the paper: the CIFAR SmallConvNet recipe shrunk to run
   on 2 CPU cores in minutes (10 000 training images, 10 epochs, no augmentation).
+
+Budget overrides. A preset's epoch-based schedule fields are written for its own
+``epochs``. When a caller overrides ``epochs`` (``--epochs``) and not the field itself, the LR
+milestones, the exponential decay period and ``warmup_epochs`` are multiplied by
+``epochs / preset epochs`` and kept fractional (the LR is set every step from the
+fractional epoch, so nothing is rounded): ``multistep:6,8`` over 10 epochs becomes
+``multistep:1.2,1.6`` over 2. The LR at a given fraction of the run is then the preset's
+(the γ schedules are already spread over the run). Energy epochs beyond the new end are
+dropped and the end is measured. An explicit ``warmup_epochs`` or ``lr_schedule`` is taken
+as given (absolute epochs).
+
+Verdicts. ``max_train_error`` (default 0.5) is the training error (a fraction) above which
+a finished run is flagged as not trained in ``compare``'s table and figures
+(:func:`~wideflat.experiments.plots.run_flags`); so is a run at chance-level test error.
 
 Example:
     >>> cfg = preset_config("cifar10-smallconvnet", "esgd")
@@ -36,9 +58,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import TrainConfig, resolve_kind
+from .config import TrainConfig, parse_lr_schedule, resolve_kind
 
-__all__ = ["Preset", "get_preset", "list_presets", "preset_config"]
+__all__ = ["Preset", "get_preset", "list_presets", "preset_config", "scale_lr_schedule"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,7 @@ class Preset:
     description: str
     base: TrainConfig
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_train_error: float = 0.5  # final train error (fraction) above which a run is flagged
 
 
 _RSGD = {"gamma": "exp:auto:x1e4", "y": 3, "coupling_every": 10}
@@ -152,13 +175,14 @@ _PRESETS = [
     ],
     Preset(
         "cifar100-efficientnet_b0",
-        "Table 1, CIFAR-100 EfficientNet-B0 (C.1): 350 epochs, RMSprop lr 0.01 × 0.97 every "
-        "2 epochs, AutoAugment (CIFAR-10 policy; needs torchvision); 224-pixel resize not "
-        "modelled",
+        "Table 1, CIFAR-100 EfficientNet-B0 (C.1): 350 epochs, RMSprop (Tan & Le) lr 0.01 × "
+        "0.97 every 2 epochs, 224-pixel images, AutoAugment (CIFAR-10 policy; needs "
+        "torchvision)",
         _cifar(
             "cifar100-efficientnet_b0",
             "cifar100",
             "efficientnet_b0",
+            model_kwargs=(("resize", 224),),
             epochs=350,
             batch_size=64,
             optimizer="rmsprop",
@@ -166,7 +190,7 @@ _PRESETS = [
             lr=0.01,
             weight_decay=1e-5,
             lr_schedule="exponential:2:0.97",
-            padding=32,
+            padding=5,  # the paper's 32 of 224 pixels, at 32 pixels (module docstring)
             autoaugment="cifar10",
         ),
         {
@@ -285,17 +309,61 @@ def preset_config(name: str, kind: str = "sgd", **overrides: Any) -> TrainConfig
     """The resolved config of preset ``name`` for run kind ``kind`` plus ``overrides``.
 
     ``kind`` is a method (``sgd``, ``esgd``, ``rsgd``, ``sam``) or ``rsgdxy`` (rSGD at the
-    per-replica budget); overrides win over the preset's per-method values.
+    per-replica budget); overrides win over the preset's per-method values. Overriding
+    ``epochs`` rescales the preset's epoch-based schedule fields that are not overridden too
+    (module docstring, "Budget overrides").
+
+    Example:
+        >>> cfg = preset_config("fashion-smallconvnet", "rsgd", epochs=2)
+        >>> cfg.lr_schedule, cfg.energy_epochs
+        ('multistep:1.2,1.6', (2,))
     """
     preset = get_preset(name)
     method, budget = resolve_kind(kind)
     changes = {**preset.methods.get(method, {}), "method": method, "budget": budget}
+    own = preset.base.replace(**changes)  # the preset's own run of this method
     changes.update(overrides)
-    if "epochs" in overrides and "energy_epochs" not in overrides:
-        # A shorter budget keeps the preset's measurement epochs that still exist, and
-        # measures at the new end (so `--epochs 1` works without also naming energy epochs).
-        kept = [e for e in preset.base.energy_epochs if e <= overrides["epochs"]]
-        if preset.base.energy_epochs:
-            kept.append(overrides["epochs"])
-        changes["energy_epochs"] = tuple(sorted(set(kept)))
+    if "epochs" in overrides:
+        changes.update(_rescaled(own, overrides["epochs"], set(overrides)))
     return preset.base.replace(**changes)
+
+
+def _number(x: float) -> str:
+    """A schedule-string number: ``1.2``, not ``1.2000000000000002``."""
+    return f"{round(x, 9):.10g}"
+
+
+def scale_lr_schedule(text: str, ratio: float) -> str:
+    """The LR schedule string with its epochs (milestones, decay period) times ``ratio``.
+
+    Example:
+        >>> scale_lr_schedule("multistep:6,8", 0.2), scale_lr_schedule("exponential:2:0.97", 0.1)
+        ('multistep:1.2,1.6', 'exponential:0.2:0.97')
+    """
+    spec = parse_lr_schedule(text)
+    if ratio == 1 or spec.kind not in ("multistep", "exponential"):
+        return text
+    if spec.kind == "exponential":
+        return f"exponential:{_number(spec.every * ratio)}:{_number(spec.factor)}"
+    milestones = ",".join(_number(m * ratio) for m in spec.milestones)
+    factor = "" if spec.factor == 0.1 else f":{_number(spec.factor)}"
+    return f"multistep:{milestones}{factor}"
+
+
+def _rescaled(own: TrainConfig, epochs: int, given: set[str]) -> dict[str, Any]:
+    """The epoch-based fields of ``own`` for a budget of ``epochs`` (see the module docstring);
+    fields named in ``given`` are the caller's and stay as they are."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        return {}  # TrainConfig names the bad value
+    ratio = epochs / own.epochs
+    out: dict[str, Any] = {}
+    if "lr_schedule" not in given:
+        out["lr_schedule"] = scale_lr_schedule(own.lr_schedule, ratio)
+    if "warmup_epochs" not in given:
+        out["warmup_epochs"] = own.warmup_epochs * ratio
+    if "energy_epochs" not in given and own.energy_epochs:
+        # Keep the measurement epochs that still exist and measure at the new end (so
+        # `--epochs 1` works without also naming energy epochs).
+        kept = {e for e in own.energy_epochs if e <= epochs} | {epochs}
+        out["energy_epochs"] = tuple(sorted(kept))
+    return out

@@ -2,7 +2,8 @@
 
 Private helper of :mod:`wideflat.flatness.committee_bp` and :mod:`wideflat.flatness.monte_carlo`.
 The committee machine is ``sigma(w, x) = sign(sum_k sign(w_k . x / sqrt(N)))`` with ``K`` odd
-hidden units and second-layer weights fixed to +1.
+hidden units, second-layer weights fixed to +1 and ``sign(0) = +1`` for the hidden units (the
+one definition in :mod:`wideflat.models.committee`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from wideflat.models.committee import committee_output
 
 
 def as_float64(name: str, value: object, ndim: int) -> torch.Tensor:
@@ -88,11 +91,11 @@ def normalize_rows(w: torch.Tensor) -> torch.Tensor:
 def committee_correct(w: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Boolean mask of the patterns the committee ``w`` classifies correctly.
 
-    A pattern is correct when ``y * sum_k sign(w_k . x) > 0`` (a hidden field of exactly 0 counts
-    as neither vote).
+    A pattern is correct when the network output equals its label, ``sigma(w, x) = y``, with
+    the committee machine's own output (:func:`wideflat.models.committee.committee_output`:
+    a hidden field of exactly 0 votes +1, so the output is always ±1).
     """
-    votes = torch.sign(X @ w.T).sum(dim=1)
-    return y * votes > 0
+    return committee_output(w, X) == y
 
 
 def check_positive(name: str, values: Sequence[float] | np.ndarray | torch.Tensor) -> np.ndarray:

@@ -33,6 +33,7 @@ from wideflat.models.shakedrop import (
     shakedrop_survival_probs,
 )
 from wideflat.models.small import MLP, SmallConvNet
+from wideflat.models.vision import ResizedInput
 
 __all__ = [
     "MLP",
@@ -43,6 +44,7 @@ __all__ = [
     "PyramidBottleneck",
     "PyramidNet",
     "ResNet18",
+    "ResizedInput",
     "ShakeDrop",
     "ShakeDropFunction",
     "SmallConvNet",

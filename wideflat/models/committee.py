@@ -52,6 +52,7 @@ __all__ = [
     "committee_output",
     "committee_preactivations",
     "committee_soft_output",
+    "hidden_signs",
     "init_committee_weights",
     "normalize_units",
     "omega_loss",
@@ -196,6 +197,19 @@ def committee_preactivations(w: Tensor, X: Tensor) -> Tensor:
     return torch.matmul(X, w.transpose(-1, -2)) / math.sqrt(n)
 
 
+def hidden_signs(h: Tensor) -> Tensor:
+    """Hidden-unit outputs ``sign(h)`` with ``sign(0) = +1`` (so every vote is ``±1``), int64.
+
+    The one definition of the committee's sign: :func:`committee_output` and the flatness
+    code's correctness checks (:mod:`wideflat.flatness`) use it.
+
+    Example:
+        >>> hidden_signs(torch.tensor([-2.0, 0.0, 3.0]))
+        tensor([-1,  1,  1])
+    """
+    return torch.where(h >= 0, 1, -1)
+
+
 def committee_output(w: Tensor, X: Tensor) -> Tensor:
     """Network output ``σ(w, x) = sign((1/√K) Σ_k sign(w_k · x / √N))`` (Eq. 7).
 
@@ -214,7 +228,7 @@ def committee_output(w: Tensor, X: Tensor) -> Tensor:
         tensor([ 1., -1.])
     """
     h = committee_preactivations(w, X)
-    votes = torch.where(h >= 0, 1, -1).sum(dim=-1)
+    votes = hidden_signs(h).sum(dim=-1)
     one = torch.ones((), dtype=w.dtype, device=w.device)
     return torch.where(votes > 0, one, -one)
 

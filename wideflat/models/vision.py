@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import importlib
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from wideflat.models._init import kaiming_normal_init_
 from wideflat.models._registry import register_model
 
-__all__: list[str] = []
+__all__ = ["ResizedInput"]
 
 
 def _torchvision_models():
@@ -37,12 +39,47 @@ def _replace_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     )
 
 
+class ResizedInput(nn.Module):
+    """``net`` applied to its input resized to ``size`` × ``size`` pixels (bilinear).
+
+    The resize is part of the model, so training, evaluation and flatness measurements all see
+    the same image size and the data set stays at its stored size in memory. Bilinear
+    interpolation is linear with weights summing to 1, so it commutes with per-channel
+    normalization (up to rounding).
+    """
+
+    def __init__(self, net: nn.Module, size: int):
+        super().__init__()
+        self.net = net
+        self.size = size
+
+    def resize_input(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) == (self.size, self.size):
+            return x
+        return F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.resize_input(x))
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
+
+
 @register_model("efficientnet_b0", requires=("torchvision",))
-def efficientnet_b0(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-    """torchvision EfficientNet-B0 (Tan & Le, 2019), random Kaiming-normal init."""
+def efficientnet_b0(
+    *, num_classes: int, in_channels: int, image_size: int, resize: int = 0
+) -> nn.Module:
+    """torchvision EfficientNet-B0 (Tan & Le, 2019), random Kaiming-normal init.
+
+    ``resize`` > 0 upsamples every input to ``resize`` × ``resize`` pixels first (the paper
+    trains on CIFAR-100 resized to 224, appendix C.1); 0 keeps the input size.
+    """
+    if isinstance(resize, bool) or not isinstance(resize, int) or resize < 0:
+        raise ValueError(f"Invalid resize: {resize!r} (expected an int >= 0; 0 = off)")
     net = _torchvision_models().efficientnet_b0(weights=None, num_classes=num_classes)
     net.features[0][0] = _replace_stem(net.features[0][0], in_channels)
-    return kaiming_normal_init_(net)
+    net = kaiming_normal_init_(net)
+    return ResizedInput(net, resize) if resize else net
 
 
 @register_model("resnet50", requires=("torchvision",))
