@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from wideflat._optional import import_optional
+
 __all__ = [
     "Augment",
     "apply_crop",
@@ -322,14 +324,8 @@ def autoaugment(policy: str) -> Callable[[torch.Tensor, torch.Generator], torch.
         raise ValueError(
             f"Invalid autoaugment policy: {policy!r} (expected one of {AUTOAUGMENT_POLICIES})"
         )
-    try:
-        from torchvision.transforms import AutoAugment, AutoAugmentPolicy
-    except ImportError:
-        raise ImportError(
-            "AutoAugment needs torchvision, which is an optional extra: "
-            "pip install 'wideflat[vision]'"
-        ) from None
-    op = AutoAugment(getattr(AutoAugmentPolicy, policy.upper()))
+    transforms = import_optional("torchvision.transforms", "AutoAugment")
+    op = transforms.AutoAugment(getattr(transforms.AutoAugmentPolicy, policy.upper()))
 
     def apply(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))

@@ -7,12 +7,11 @@ when torchvision is missing.
 
 from __future__ import annotations
 
-import importlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wideflat._optional import import_optional
 from wideflat.models._init import kaiming_normal_init_
 from wideflat.models._registry import register_model
 
@@ -20,7 +19,7 @@ __all__ = ["ResizedInput"]
 
 
 def _torchvision_models():
-    return importlib.import_module("torchvision.models")
+    return import_optional("torchvision.models", "the torchvision models")
 
 
 def _replace_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
