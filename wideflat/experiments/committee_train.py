@@ -91,6 +91,7 @@ from torch import Tensor
 from wideflat.models.committee import (
     _loss_and_grad_unchecked,
     committee_errors,
+    hidden_signs,
     normalize_units,
     omega_loss,
 )
@@ -556,7 +557,7 @@ def _errors_and_loss(
     """
     k, n = w.shape[-2], w.shape[-1]
     h = torch.matmul(X, w.transpose(-1, -2)) / math.sqrt(n)  # (R, M, K)
-    votes = torch.where(h >= 0, 1, -1).sum(dim=-1)
+    votes = hidden_signs(h).sum(dim=-1)
     err = ((votes > 0) != (y > 0)).to(w.dtype).mean(dim=-1)
     margin = y * torch.tanh(beta * h).sum(dim=-1) / math.sqrt(k)
     return err, omega_loss(margin, omega).mean(dim=-1)
