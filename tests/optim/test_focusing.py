@@ -18,6 +18,7 @@ from wideflat.optim import (
     auto_gamma0_esgd,
     auto_gamma0_rsgd,
 )
+from wideflat.replicas import Replicas, StackedReplicas
 
 
 def rsgd(gamma=1e-3, **kw):
@@ -116,6 +117,25 @@ def test_auto_gamma0_rsgd_balances_loss_and_distance():
         for p, c in zip(r.parameters(), center, strict=True)
     )
     assert gamma0 == pytest.approx(losses / dist, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "container",
+    [
+        lambda: Replicas(LinearModel(), 3, seed=0),
+        lambda: StackedReplicas(LinearModel(), 3, seed=0),
+        lambda: ReplicatedSGD(LinearModel(), lr=0.01, y=3, engine="loop", seed=0),
+        lambda: ReplicatedSGD(LinearModel(), lr=0.01, y=3, engine="vmap", seed=0),
+    ],
+    ids=["Replicas", "StackedReplicas", "ReplicatedSGD-loop", "ReplicatedSGD-vmap"],
+)
+def test_auto_gamma0_rsgd_accepts_every_container(container):
+    """D4: a Replicas container raised AttributeError (its ModuleList has no distances)."""
+    batch = Stream(0).batch()
+    expected = auto_gamma0_rsgd(rsgd(), lambda m: mse(m, batch))  # the same replicas (seed 0)
+    assert auto_gamma0_rsgd(container(), lambda m: mse(m, batch)) == pytest.approx(
+        expected, rel=1e-6
+    )
 
 
 def test_auto_gamma0_rsgd_rejects_identical_replicas():

@@ -8,6 +8,14 @@ Phases, run in order in the same processes:
 * ``nan`` / ``nan21``: rank 1's loss turns NaN at step 20 / 21; every rank must stop at the
   same (coupling) step; saves nan-rank-r.json / nan21-rank-r.json (step and message).
 * ``mismatch``: rank 2 uses another seed; every rank must refuse with one message.
+* ``hyper``: rank 2 uses another value of one optimizer setting (coupling_every, lr, ...),
+  one case after another; every rank must refuse each with one message; saves
+  hyper-rank-r.json.
+* ``optresume``: 5 steps, then a fresh model with other weights and a fresh optimizer
+  restored from ``opt.state_dict()`` alone (via torch.save / weights_only load); 5 more
+  steps of both; saves optresume-rank-r.json (bit-identical or not, and the message of
+  loading another rank's state dict).
+* ``gamma0``: ``auto_gamma0_rsgd`` on every rank; saves gamma0-rank-r.json.
 * ``restart``: 100 steps with an atomic checkpoint every 5 steps, resuming from the newest
   verified one; with KILL_AT set, rank 1 dies (``os._exit``) at that step on the first
   attempt (TORCHELASTIC_RESTART_COUNT = 0); saves final-rank-r.pt.
@@ -34,7 +42,7 @@ from wideflat.experiments.checkpoint import (  # noqa: E402
     load_checkpoint,
     save_checkpoint,
 )
-from wideflat.optim import NonFiniteLossError, ReplicatedSGD  # noqa: E402
+from wideflat.optim import NonFiniteLossError, ReplicatedSGD, auto_gamma0_rsgd  # noqa: E402
 
 
 def equivalence(out: Path, rank: int) -> None:
@@ -79,6 +87,72 @@ def mismatch(out: Path, rank: int) -> None:
     except ValueError as err:
         message = str(err)
     (out / f"mismatch-rank-{rank}.json").write_text(json.dumps({"message": message}))
+
+
+HYPER_CASES = {  # rank 2's value for one setting; the other ranks use HYPER's
+    "same": {},
+    "coupling_every": dict(coupling_every=4),
+    "lr": dict(lr=0.06),
+    "gamma": dict(gamma=0.3),
+    "momentum": dict(momentum=0.8),
+    "weight_decay": dict(weight_decay=0.0),
+    "nesterov": dict(nesterov=False),
+    "check_finite": dict(check_finite=False),
+    "base_kwargs": dict(base_kwargs={"maximize": True}),
+}
+
+
+def hyper(out: Path, rank: int) -> None:
+    """Rank 2 differs in one setting per case: every rank must refuse at construction."""
+    messages = {}
+    for case, change in HYPER_CASES.items():
+        kwargs = {**HYPER, **(change if rank == 2 else {})}
+        try:
+            ReplicatedSGD(make_model(), engine="distributed", seed=SEED, **kwargs)
+            messages[case] = ""
+        except ValueError as err:
+            messages[case] = str(err)
+    (out / f"hyper-rank-{rank}.json").write_text(json.dumps(messages))
+
+
+def optresume(out: Path, rank: int) -> None:
+    """Restore this rank's replica from the optimizer's state dict alone."""
+    x, t = make_data()
+    (stream,) = replica_streams(x, t, BATCH, replicas=[rank], seed=SEED)
+    batches = [next(stream) for _ in range(10)]
+    opt = ReplicatedSGD(make_model(), engine="distributed", seed=SEED, **HYPER)
+    for batch in batches[:5]:
+        opt.step_batches([batch])
+    path = out / f"opt-rank-{rank}.pt"
+    torch.save(opt.state_dict(), path)
+    saved = torch.load(path, weights_only=True)
+    other = make_model()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(1.0)
+    resumed = ReplicatedSGD(other, engine="distributed", seed=SEED, **HYPER)
+    resumed.load_state_dict(saved)
+    for batch in batches[5:]:
+        opt.step_batches([batch])
+        resumed.step_batches([batch])
+    ref, got = opt.replicas.replica.state_dict(), resumed.replicas.replica.state_dict()
+    identical = all(torch.equal(got[k], v) for k, v in ref.items())
+    dist.barrier()
+    try:  # another rank's state dict
+        other_rank = out / f"opt-rank-{(rank + 1) % dist.get_world_size()}.pt"
+        resumed.load_state_dict(torch.load(other_rank, weights_only=True))
+        wrong_rank = ""
+    except ValueError as err:
+        wrong_rank = str(err)
+    result = {"identical": identical, "wrong_rank": wrong_rank}
+    (out / f"optresume-rank-{rank}.json").write_text(json.dumps(result))
+
+
+def gamma0(out: Path, rank: int) -> None:
+    opt = ReplicatedSGD(make_model(), engine="distributed", seed=SEED, **HYPER)
+    x, t = make_data()
+    value = auto_gamma0_rsgd(opt, lambda m: torch.nn.functional.cross_entropy(m(x), t))
+    (out / f"gamma0-rank-{rank}.json").write_text(json.dumps({"gamma0": value}))
 
 
 def restart(out: Path, rank: int, world: int) -> None:
@@ -134,6 +208,12 @@ def main() -> None:
             nan(out, rank, bad_step=21, name="nan21")
         elif phase == "mismatch":
             mismatch(out, rank)
+        elif phase == "hyper":
+            hyper(out, rank)
+        elif phase == "optresume":
+            optresume(out, rank)
+        elif phase == "gamma0":
+            gamma0(out, rank)
         elif phase == "restart":
             restart(out, rank, world)
         else:

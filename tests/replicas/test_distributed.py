@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from _engine_problem import Y, replica_state, train
+from _engine_problem import HYPER, SEED, Y, make_data, make_model, replica_state, train
+from dist_worker import HYPER_CASES
 from test_engines import assert_close_rel
+
+from wideflat.optim import ReplicatedSGD, auto_gamma0_rsgd
 
 pytestmark = [pytest.mark.dist, pytest.mark.slow]
 WORKER = Path(__file__).with_name("dist_worker.py")
@@ -42,7 +45,9 @@ def torchrun(out: Path, *phases: str, max_restarts: int = 0, env: dict | None = 
 @pytest.fixture(scope="module")
 def first_launch(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
-    torchrun(out, "equivalence", "nan", "nan21", "mismatch", "restart")
+    torchrun(
+        out, "equivalence", "nan", "nan21", "mismatch", "hyper", "optresume", "gamma0", "restart"
+    )
     return out
 
 
@@ -79,6 +84,40 @@ def test_ranks_with_different_settings_all_refuse_to_start(first_launch):
         for r in range(Y)
     ]
     assert all("ranks disagree" in m for m in messages), messages
+
+
+def test_ranks_with_different_hyperparameters_all_refuse_to_start(first_launch):
+    """reliability F3: another coupling_every (lr, γ, ...) on one rank hung until the
+    process-group timeout; now every rank refuses at construction with the same message."""
+    results = [json.loads((first_launch / f"hyper-rank-{r}.json").read_text()) for r in range(Y)]
+    assert set(results[0]) == set(HYPER_CASES)
+    for case in HYPER_CASES:
+        messages = [r[case] for r in results]
+        if case == "same":
+            assert messages == [""] * Y
+            continue
+        assert len(set(messages)) == 1, (case, messages)
+        assert "ranks disagree on the optimizer's settings" in messages[0], (case, messages)
+        assert "rank(s) [2]" in messages[0], (case, messages)
+
+
+def test_rank_restores_its_replica_from_the_optimizer_state_dict(first_launch):
+    for rank in range(Y):
+        result = json.loads((first_launch / f"optresume-rank-{rank}.json").read_text())
+        assert result["identical"], rank
+        assert f"holding replica(s) [{(rank + 1) % Y}]" in result["wrong_rank"], result
+
+
+def test_auto_gamma0_rsgd_agrees_with_the_loop_engine(first_launch):
+    """D4: auto_gamma0_rsgd takes the distributed engine too; every rank gets the loop γ0."""
+    x, t = make_data()
+    loop = ReplicatedSGD(make_model(), y=Y, engine="loop", seed=SEED, **HYPER)
+    expected = auto_gamma0_rsgd(loop, lambda m: torch.nn.functional.cross_entropy(m(x), t))
+    values = [
+        json.loads((first_launch / f"gamma0-rank-{r}.json").read_text())["gamma0"] for r in range(Y)
+    ]
+    assert len(set(values)) == 1
+    assert values[0] == pytest.approx(expected, rel=1e-6)
 
 
 def test_killed_rank_resumes_bit_identical(first_launch, tmp_path):

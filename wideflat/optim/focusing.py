@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from ..replicas import DistributedReplicas
 from . import _validate as check
 
 
@@ -209,15 +210,26 @@ def auto_gamma0_rsgd(replicas, loss_fn: Callable[[nn.Module], Any]) -> float:
     training, so γ0·Σ_a d(w_a, w̄) = Σ_a L(w_a).
 
     Args:
-        replicas: a :class:`~wideflat.replicas.Replicas` or a
-            :class:`~wideflat.optim.ReplicatedSGD` (its replicas are used).
+        replicas: a replica container of any engine (:class:`~wideflat.replicas.Replicas`,
+            :class:`~wideflat.replicas.StackedReplicas`,
+            :class:`~wideflat.replicas.DistributedReplicas`) or a
+            :class:`~wideflat.optim.ReplicatedSGD` (its replicas are used). With the
+            distributed engine every rank must call it (the sums are all-reduced) and all
+            get the same γ0.
         loss_fn: ``loss_fn(module)`` → the loss of one replica (e.g. on a fixed batch).
 
     Returns:
         γ0 as a float. Raises ``ValueError`` if the replicas coincide (Σ d = 0).
     """
-    replicas = getattr(replicas, "replicas", replicas)
-    total_loss = sum(float(loss_fn(r)) for r in replicas)
+    if isinstance(replicas, Optimizer):
+        if not hasattr(replicas, "replicas"):
+            raise ValueError(f"Invalid replicas: {type(replicas).__name__} holds no replicas")
+        replicas = replicas.replicas
+    local = getattr(replicas, "local_indices", None)
+    modules = iter(replicas) if local is None else (replicas[a] for a in local)
+    total_loss = sum(float(loss_fn(m)) for m in modules)
+    if isinstance(replicas, DistributedReplicas):
+        total_loss = replicas.sum_over_ranks(total_loss)
     total_distance = float(replicas.distances().sum())
     if not math.isfinite(total_loss):
         raise ValueError(f"Invalid loss_fn: the replicas' total loss is {total_loss}")

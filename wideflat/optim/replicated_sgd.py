@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -77,10 +79,36 @@ class ReplicatedSGD(Optimizer):
         init: ``"independent"`` or ``"copy"`` initialization of replicas 1..y−1.
         seed: seed for replica initialization and the per-replica RNG streams (default:
             drawn from torch's global RNG).
-        check_finite: with a closure, raise
-            :class:`~wideflat.optim.errors.NonFiniteLossError` naming the replica when a
-            loss is NaN/inf, before anything is updated (distributed: at the next
-            coupling step, on every rank; the failed rank stops updating meanwhile).
+        check_finite: raise :class:`~wideflat.optim.errors.NonFiniteLossError` naming the
+            replica when a closure's loss or a gradient is NaN/inf, before anything is
+            updated (distributed: at the next coupling step, on every rank; the failed rank
+            stops updating meanwhile). It costs one host synchronization per step.
+
+    A refused step changes nothing: no parameter, optimizer state, step count or RNG
+    stream moves, and the buffers the closures' forward passes touched (BatchNorm running
+    statistics) are restored; so is everything when a closure raises. Sparse gradients
+    (``nn.Embedding(sparse=True)``) are refused with a ``ValueError`` naming the parameter.
+
+    Saving and resuming: :meth:`state_dict` holds, besides torch's ``state`` (momentum
+    buffers) and ``param_groups`` (lr, γ, K, ...), a ``"replicated_sgd"`` entry with the
+    step count t, the seed and per-replica RNG streams, and every replica this process
+    holds, parameters and buffers (``"replicas"``: the container's ``state_dict()``; all y
+    replicas for the loop engine, replica 0 = the model included, and for the vmap engine,
+    whose model is only a template; this rank's replica for the distributed one). It holds
+    only tensors and plain values, so ``torch.load(..., weights_only=True)`` reads it, and
+    the usual torch recipe resumes bit for bit::
+
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, path)
+        # later, in a fresh process:
+        ck = torch.load(path, weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt = ReplicatedSGD(model, lr=..., y=..., ...)   # the same settings
+        opt.load_state_dict(ck["opt"])                   # restores every replica
+
+    :meth:`load_state_dict` refuses with a ``ValueError``, before loading anything, a state
+    dict saved with another y, engine, replica (distributed rank) or tensor shape. Like
+    torch's, the state dict shares its tensors with the live ones: deep-copy it to keep a
+    snapshot in memory.
 
     Example:
         >>> import torch
@@ -145,6 +173,11 @@ class ReplicatedSGD(Optimizer):
         self.base.param_groups = self.param_groups
         self.base.state = self.state
         self.check_finite = check_finite
+        if isinstance(replicas, DistributedReplicas):  # every hyper-parameter, all ranks
+            replicas.check_same(
+                "the optimizer's settings (param groups, base optimizer or check_finite)",
+                _settings_text(replicas, self.param_groups, base, check_finite),
+            )
         self._steps = 0
         # Private RNG streams, {device: generator state} per local replica (the vectorized
         # engine has one stream for all replicas); CUDA entries are made on first use.
@@ -186,34 +219,99 @@ class ReplicatedSGD(Optimizer):
         if "base" in self.__dict__:  # re-share after load_state_dict / unpickling
             self.base.param_groups = self.param_groups
             self.base.state = self.state
+            # Groups saved before the base optimizer grew a setting (SGD's maximize,
+            # foreach, fused, ...) get its default, as torch's own __setstate__ does.
+            for group in self.param_groups:
+                for key, value in self.base.defaults.items():
+                    group.setdefault(key, value)
 
     def state_dict(self) -> dict[str, Any]:
+        """torch's state dict plus ``"replicated_sgd"``: t, RNG streams and the replicas.
+
+        See the class docstring for the contents and the save/resume recipe.
+        """
         sd = super().state_dict()
         sd["replicated_sgd"] = {
             "y": self.y,
+            "engine": self.engine,
+            "local_indices": list(self.replicas.local_indices),
+            "seed": self.replicas.seed,
             "steps": self._steps,
             "rng_states": {
                 a: {k: v.clone() for k, v in st.items()} for a, st in self._rng_states.items()
             },
+            "replicas": self.replicas.state_dict(),
         }
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a :meth:`state_dict`: optimizer state, t, RNG streams and every replica.
+
+        Raises ``ValueError`` before loading anything if it was saved with another y,
+        engine, replica (distributed rank) or tensor shape. A state dict from an older
+        wideflat without replicas loads with a warning (then load the replicas yourself).
+        """
         state_dict = dict(state_dict)
         if "replicated_sgd" not in state_dict:
             raise ValueError(
                 "Invalid state_dict: missing 'replicated_sgd' (not a ReplicatedSGD state)"
             )
         extra = state_dict.pop("replicated_sgd")
-        if extra["y"] != self.y:
-            raise ValueError(
-                f"Invalid state_dict: saved with y={extra['y']}, this optimizer has y={self.y}"
-            )
+        self._check_saved(extra)
         super().load_state_dict(state_dict)
+        saved = extra.get("replicas")
+        if saved is None:
+            warnings.warn(
+                "ReplicatedSGD.load_state_dict: this state dict holds no replicas (saved by an "
+                "older wideflat); only replica 0 comes back through the model's state dict, "
+                "load the others with opt.replicas.load_state_dict(...)",
+                UserWarning,
+                stacklevel=2,
+            )
+        else:
+            self.replicas.load_state_dict(saved)
+        if "seed" in extra:
+            self.replicas.seed = int(extra["seed"])
         self._steps = int(extra["steps"])
         self._rng_states = {
             int(a): {k: v.clone() for k, v in st.items()} for a, st in extra["rng_states"].items()
         }
+
+    def _check_saved(self, extra: dict[str, Any]) -> None:
+        """Refuse a saved ``"replicated_sgd"`` entry that does not fit these replicas."""
+        if extra["y"] != self.y:
+            raise ValueError(
+                f"Invalid state_dict: saved with y={extra['y']}, this optimizer has y={self.y}"
+            )
+        if extra.get("engine", self.engine) != self.engine:
+            raise ValueError(
+                f"Invalid state_dict: saved by the engine {extra['engine']!r}, this optimizer "
+                f"uses {self.engine!r}"
+            )
+        local = list(self.replicas.local_indices)
+        if list(extra.get("local_indices", local)) != local:
+            raise ValueError(
+                f"Invalid state_dict: saved by the process holding replica(s) "
+                f"{list(extra['local_indices'])}, this one holds {local} (load each rank's own)"
+            )
+        saved = extra.get("replicas")
+        if saved is None:
+            return
+        own = self.replicas.state_dict()
+        missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+        if missing or unexpected:
+            raise ValueError(
+                f"Invalid state_dict: its replicas do not match this model (missing "
+                f"{missing[:3]}, unexpected {unexpected[:3]})"
+            )
+        for key, value in own.items():
+            got = saved[key]
+            if not isinstance(got, torch.Tensor) or got.shape != value.shape:
+                shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+                raise ValueError(
+                    f"Invalid state_dict: replica tensor {key!r} was saved with shape {shape}, "
+                    f"this model has {tuple(value.shape)}"
+                )
 
     # -- the algorithm -----------------------------------------------------------------
     def _with_stream(self, index: int, module: nn.Module, fn: Callable):
@@ -231,47 +329,91 @@ class ReplicatedSGD(Optimizer):
             new_state = {key: gen.get_state() for key, gen in generators.items()}
         return out, new_state
 
-    def _losses(self, closure: Callable) -> list:
-        """Call the closure for every local replica; returns their losses (nothing updated)."""
+    def _losses(self, closure: Callable) -> tuple[list, dict]:
+        """Call the closure for every local replica: their losses and advanced RNG streams.
+
+        Nothing is committed here (the caller keeps the streams only if the step is taken).
+        """
         for group in self.param_groups:
             for p in group["params"]:
                 p.grad = None
         new_states = {}
         if isinstance(self.replicas, StackedReplicas):
             losses, new_states[0] = self._with_stream(0, self.replicas, closure)
-            losses = list(losses)
-        else:
-            losses = []
-            for a in self.replicas.local_indices:
-                loss, new_states[a] = self._with_stream(a, self.replicas[a], lambda a=a: closure(a))
-                losses.append(loss)
-        bad = [
-            a
-            for a, loss in zip(self.replicas.local_indices, losses, strict=True)
-            if not check.finite_loss(loss)
-        ]
-        if self.check_finite and bad:
-            if not isinstance(self.replicas, DistributedReplicas):
-                raise NonFiniteLossError(
-                    f"non-finite loss from the closure for replica(s) {bad} at step "
-                    f"{self._steps + 1}; nothing was updated"
+            return list(losses), new_states
+        losses = []
+        for a in self.replicas.local_indices:
+            loss, new_states[a] = self._with_stream(a, self.replicas[a], lambda a=a: closure(a))
+            losses.append(loss)
+        return losses, new_states
+
+    def _failed_replicas(self, losses: list, t: int) -> list[int]:
+        """The local replicas whose loss or gradient is NaN/inf at step t (one host sync).
+
+        Raises ``ValueError`` for a sparse gradient, and
+        :class:`~wideflat.optim.errors.NonFiniteLossError` for a failure in a
+        single-process engine; a distributed rank returns its failed replicas instead.
+        """
+        params = self._local_params()
+        grads = [p.grad for p in params if p.grad is not None]
+        for p in params:
+            if p.grad is not None and p.grad.layout != torch.strided:
+                raise ValueError(
+                    f"Invalid gradient of parameter {self._name_of(p)!r}: sparse gradients "
+                    "(e.g. from nn.Embedding(sparse=True)) are not supported; use a dense layer"
                 )
-            # Distributed: raising alone would leave the other ranks blocked in the next
-            # collective. Remember the failure; this rank stops updating, and all ranks
-            # learn of it and stop together at the next synchronization step.
-            if self._failure is None:
-                self._failure = (self._steps + 1, bad)
-        self._rng_states.update(new_states)
-        return losses
+        if not self.check_finite:
+            return []
+        numbers = [loss for loss in losses if not isinstance(loss, torch.Tensor)]
+        tensors = [loss for loss in losses if isinstance(loss, torch.Tensor)]
+        if all(map(check.finite_loss, numbers)) and _all_finite(tensors + grads):
+            return []
+        named = zip(self.replicas.local_indices, losses, strict=bool(losses))
+        bad_loss = [a for a, loss in named if not check.finite_loss(loss)]
+        bad = sorted(set(bad_loss) | set(self._replicas_with_bad_gradients()))
+        if isinstance(self.replicas, DistributedReplicas):
+            return bad
+        if bad_loss:
+            raise NonFiniteLossError(
+                f"non-finite loss from the closure for replica(s) {bad_loss} at step {t}; "
+                "nothing was updated"
+            )
+        raise NonFiniteLossError(
+            f"non-finite gradient for replica(s) {bad} at step {t} (the loss was finite); "
+            "nothing was updated"
+        )
+
+    def _replicas_with_bad_gradients(self) -> list[int]:
+        """The local replicas with a NaN/inf gradient (the slow path after a failed check)."""
+        if isinstance(self.replicas, StackedReplicas):  # row a of a stacked tensor = replica a
+            bad = set()
+            for p in self._local_params():
+                if p.grad is not None:
+                    rows = ~torch.isfinite(p.grad.reshape(self.y, -1)).all(1)
+                    bad.update(rows.nonzero().flatten().tolist())
+            return sorted(bad)
+        owner = {
+            id(p): a for a in self.replicas.local_indices for p in self.replicas[a].parameters()
+        }
+        return sorted(
+            {
+                owner[id(p)]
+                for p in self._local_params()
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all())
+            }
+        )
+
+    def _name_of(self, tensor: torch.Tensor) -> str:
+        return next(n for n, p in self.replicas.named_parameters() if p is tensor)
 
     def _synchronize_failures(self, t: int) -> None:
         """Distributed, at a synchronization step: agree on failures; raise on every rank.
 
-        A rank has failed if a closure loss was NaN/inf since the last synchronization, or if
-        its parameters are not finite (e.g. after a non-finite gradient without a closure).
+        A rank has failed if a closure loss or a gradient was NaN/inf since the last
+        synchronization, or if its parameters are not finite.
         """
         local = [] if self._failure is None else self._failure[1]
-        if not local and not all(bool(torch.isfinite(p).all()) for p in self._local_params()):
+        if not local and not _all_finite(self._local_params()):
             local = list(self.replicas.local_indices)
         failed = self.replicas.agree_on_failures(local)  # one small all-reduce, every rank
         if failed:
@@ -279,12 +421,23 @@ class ReplicatedSGD(Optimizer):
                 f" (first seen on this rank at step {self._failure[0]})" if self._failure else ""
             )
             raise NonFiniteLossError(
-                f"non-finite loss or parameters on replica(s) {failed}{first}; all "
+                f"non-finite loss, gradient or parameters on replica(s) {failed}{first}; all "
                 f"{self.y} ranks stopped at step {t} before the coupling, nothing was updated"
             )
 
     def _local_params(self) -> list[torch.Tensor]:
         return [p for g in self.param_groups for p in g["params"]]
+
+    def _base_step(self) -> None:
+        """The base optimizer's step, without torch's global step hooks a second time.
+
+        torch wraps every optimizer class's ``step`` to run the global hooks
+        (``register_optimizer_step_pre_hook``); they already ran for this optimizer.
+        """
+        step = type(self.base).step
+        if getattr(step, "hooked", False):
+            step = step.__wrapped__
+        step(self.base)
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None):
@@ -300,14 +453,30 @@ class ReplicatedSGD(Optimizer):
         Returns:
             The mean of the local replicas' losses when a closure is given, else ``None``.
         """
+        t = self._steps + 1
+        losses, streams = [], {}
+        # The closures' forward passes update buffers (BatchNorm statistics): keep them to
+        # restore if the step is refused.
+        saved = [(b, b.clone()) for b in self.replicas.buffers()] if closure is not None else []
+        try:
+            if closure is not None:
+                losses, streams = self._losses(closure)
+            failed = self._failed_replicas(losses, t)
+        except BaseException:
+            _restore(saved)
+            raise
+        if failed:  # distributed: this rank updates nothing until all ranks know
+            _restore(saved)
+            streams = {}
+            if self._failure is None:
+                self._failure = (t, failed)
+        self._rng_states.update(streams)
         loss = None
-        if closure is not None:
-            losses = self._losses(closure)
+        if losses:
             loss = losses[0]
             for other in losses[1:]:
                 loss = loss + other
             loss = loss / len(losses)
-        t = self._steps + 1
         coupled = [g for g in self.param_groups if t % g["coupling_every"] == 0]
         if isinstance(self.replicas, DistributedReplicas) and self.check_finite:
             if coupled:  # every K steps: the ranks agree before the center is computed
@@ -319,7 +488,7 @@ class ReplicatedSGD(Optimizer):
             if group["gamma"] != 0 and self.y > 1:
                 k = group["coupling_every"]
                 self.replicas.couple_(group["params"], k * group["gamma"])
-        self.base.step()
+        self._base_step()
         self._steps = t
         return loss
 
@@ -391,6 +560,7 @@ def _container(replicas, y, engine, init, seed):
         )
     if engine not in ENGINES:
         raise ValueError(f"Invalid engine: {engine!r} (expected one of {', '.join(ENGINES)})")
+    _check_model(replicas)
     if engine == "auto":
         engine = choose_engine(replicas)
     if engine == "distributed":
@@ -410,6 +580,22 @@ def _container(replicas, y, engine, init, seed):
     return Replicas(replicas, y, init=init, seed=seed)
 
 
+_EMPTY = "no trainable parameter (optimizer got an empty parameter list)"
+
+
+def _check_model(model: nn.Module) -> None:
+    """Refuse, before replicating it, a model with meta-device or no trainable parameters."""
+    params = list(model.named_parameters())
+    for name, p in params:
+        if p.is_meta:
+            raise ValueError(
+                f"Invalid parameter {name!r}: it is on the meta device; materialize the model "
+                "first (e.g. model.to_empty(device=...) and reset_parameters())"
+            )
+    if not any(p.requires_grad for _, p in params):
+        raise ValueError(f"Invalid replicas: the model {type(model).__name__} has {_EMPTY}")
+
+
 def _stream_indices(replicas) -> list[int]:
     return [0] if isinstance(replicas, StackedReplicas) else list(replicas.local_indices)
 
@@ -418,9 +604,10 @@ def _replicated_groups(replicas, groups) -> list[dict[str, Any]]:
     """Map groups over the model's parameters to groups over the replicas' tensors."""
     reference = replicas.reference_parameters()
     index = {id(p): i for i, p in enumerate(reference)}
+    what = "replicas" if groups is None else "groups"
     if groups is None:
         groups = [{"params": reference}]
-    out = []
+    out, trainable = [], False
     for g, group in enumerate(groups):
         if not isinstance(group, dict) or "params" not in group:
             raise ValueError(f"Invalid groups[{g}]: expected a dict with 'params'")
@@ -434,7 +621,10 @@ def _replicated_groups(replicas, groups) -> list[dict[str, Any]]:
                     "parameter of the replicated model"
                 )
             positions.append(index[id(p)])
+            trainable = trainable or p.requires_grad
         out.append({**group, "params": replicas.optimizer_params(positions)})
+    if not trainable:
+        raise ValueError(f"Invalid {what}: {_EMPTY}")
     return out
 
 
@@ -444,3 +634,48 @@ def _generators(module: nn.Module) -> dict[str, torch.Generator]:
     for index in sorted({p.device.index for p in module.parameters() if p.device.type == "cuda"}):
         gens[f"cuda:{index}"] = torch.cuda.default_generators[index]
     return gens
+
+
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether every element of every tensor is finite: one host sync per device.
+
+    Uses the max-norm ‖t‖_∞ = max |t_i|, which is NaN/inf exactly when t holds a NaN/inf
+    and, unlike a sum or the 2-norm, cannot overflow for finite values.
+    """
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for t in tensors:
+        if t.numel() and t.is_floating_point():
+            by_device.setdefault(t.device, []).append(t.detach())
+    for group in by_device.values():
+        norms = torch._foreach_norm(group, math.inf)
+        if not bool(torch.isfinite(torch.stack(norms)).all()):
+            return False
+    return True
+
+
+def _restore(saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    for tensor, value in saved:
+        tensor.copy_(value)
+
+
+def _settings_text(replicas, groups: list[dict[str, Any]], base: type, check_finite: bool) -> str:
+    """Every hyper-parameter of the groups (all keys but the tensors), the base optimizer
+    class and check_finite, as text that is the same on every rank for the same settings."""
+    index = {id(p): i for i, p in enumerate(replicas.reference_parameters())}
+
+    def plain(value):
+        if isinstance(value, torch.Tensor):
+            return ("tensor", str(value.dtype), value.detach().cpu().tolist())
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return sorted(((str(k), plain(v)) for k, v in value.items()), key=lambda kv: kv[0])
+        return type(value).__qualname__  # no memory addresses: they differ between ranks
+
+    described = [
+        ([index[id(p)] for p in g["params"]], plain({k: v for k, v in g.items() if k != "params"}))
+        for g in groups
+    ]
+    return repr((f"{base.__module__}.{base.__qualname__}", bool(check_finite), described))

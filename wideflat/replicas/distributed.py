@@ -27,7 +27,9 @@ class DistributedReplicas(nn.Module):
     them into one model.
 
     At construction every rank all-gathers a hash of (y, init, seed, parameter names and
-    shapes): ranks launched with different settings fail together with one message.
+    shapes): ranks launched with different settings fail together with one message
+    (:class:`~wideflat.optim.ReplicatedSGD` does the same for its hyper-parameters, through
+    :meth:`check_same`).
 
     Args:
         model: this rank's replica (trained in place).
@@ -55,7 +57,12 @@ class DistributedReplicas(nn.Module):
         self.group = group
         self.rank = dist.get_rank(group)
         self._y = dist.get_world_size(group)
-        self.device = next(model.parameters()).device
+        first = next(iter(model.parameters()), None)
+        if first is None:
+            raise ValueError(
+                "Invalid model: it has no parameters (optimizer got an empty parameter list)"
+            )
+        self.device = first.device
         if seed is None:
             box = torch.tensor(
                 [_rng.seed_from_global() if self.rank == 0 else 0], dtype=torch.int64
@@ -117,23 +124,35 @@ class DistributedReplicas(nn.Module):
         return self.device if backend == "nccl" else torch.device("cpu")
 
     def _check_same_config(self, model: nn.Module) -> None:
-        text = repr(
-            (
-                self._y,
-                self.init,
-                self.seed,
-                [(n, tuple(p.shape)) for n, p in model.named_parameters()],
-            )
+        shapes = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
+        self.check_same(
+            "y, init, seed or the model's parameters", repr((self._y, self.init, self.seed, shapes))
         )
+
+    def check_same(self, what: str, text: str) -> None:
+        """Raise ``ValueError`` on every rank unless all ranks pass the same ``text``.
+
+        One all-gather of a 60-bit hash of ``text`` (every rank must call it): ranks launched
+        with different settings stop together, with the same message, instead of pairing
+        mismatched collectives later or waiting for the process-group timeout.
+        """
         digest = int(hashlib.sha256(text.encode()).hexdigest()[:15], 16)
         mine = torch.tensor([digest], dtype=torch.int64, device=self._comm_device())
         everyone = [torch.zeros_like(mine) for _ in range(self._y)]
         dist.all_gather(everyone, mine, group=self.group)
-        if any(int(h) != digest for h in everyone):
+        hashes = [int(h) for h in everyone]
+        differ = [r for r, h in enumerate(hashes) if h != hashes[0]]
+        if differ:
             raise ValueError(
-                "Invalid distributed configuration: ranks disagree on y, init, seed or the "
-                "model's parameters (launch every rank with the same settings)"
+                f"Invalid distributed configuration: ranks disagree on {what}: rank(s) {differ} "
+                "differ from rank 0 (launch every rank with the same settings)"
             )
+
+    def sum_over_ranks(self, value: float) -> float:
+        """Σ over ranks of a number (float64; a collective: every rank must call it)."""
+        box = torch.tensor([float(value)], dtype=torch.float64, device=self._comm_device())
+        dist.all_reduce(box, group=self.group)
+        return float(box.item())
 
     def all_reduce_mean_(self, tensors: list[torch.Tensor]) -> None:
         """Average ``tensors`` over ranks in place, with one collective on a flat buffer.

@@ -21,7 +21,8 @@ class StackedReplicas(nn.Module):
     BatchNorm keeps separate running statistics per replica (the stacked buffers are updated
     in place), and dropout draws independent masks per replica (``randomness="different"``).
     The coupling and the base optimizer act on the stacked tensors, so every update is one
-    kernel over all replicas instead of y.
+    kernel over all replicas instead of y. A frozen parameter (``requires_grad=False``) of
+    the model stays frozen, as in the other engines.
 
     The replicas are initialized exactly as :class:`Replicas` with the same ``init`` and
     ``seed`` (replica 0 holds the model's weights), so the engines are interchangeable.
@@ -55,8 +56,12 @@ class StackedReplicas(nn.Module):
         params, buffers = stack_module_state(list(replicas))
         self.param_names = list(params)
         self.buffer_names = list(buffers)
+        frozen = {n for n, p in replicas[0].named_parameters() if not p.requires_grad}
         self.stacked = nn.ParameterDict(
-            {_key(n): nn.Parameter(t.detach().clone()) for n, t in params.items()}
+            {
+                _key(n): nn.Parameter(t.detach().clone(), requires_grad=n not in frozen)
+                for n, t in params.items()
+            }
         )
         for i, name in enumerate(self.buffer_names):
             self.register_buffer(f"buffer_{i}", buffers[name].detach().clone())
