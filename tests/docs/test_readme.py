@@ -44,7 +44,21 @@ def test_readme_python_blocks_run_in_order(tmp_path, monkeypatch):
     model, x, y = namespace["model"], namespace["x_train"], namespace["y_train"]
     assert float((model(x).argmax(1) != y).float().mean()) < 0.5  # chance is 0.9
     assert (tmp_path / "profile.json").is_file() and (tmp_path / "local_energy.png").is_file()
-    assert (tmp_path / "rsgd.pt").is_file()
+    # "every replica is in opt.state_dict()": a fresh model + optimizer resume the same center.
+    import torch
+
+    from wideflat.optim import ReplicatedSGD
+
+    opt = namespace["opt"]
+    nn = namespace["nn"]
+    model2 = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 10))
+    opt2 = ReplicatedSGD(model2, lr=0.05, y=3, coupling_every=10, momentum=0.9, nesterov=True,
+                         weight_decay=1e-4, seed=0)  # fmt: skip
+    state = torch.load(tmp_path / "rsgd.pt", weights_only=True)
+    model2.load_state_dict(state["model"])
+    opt2.load_state_dict(state["opt"])
+    for a, b in zip(opt.center().parameters(), opt2.center().parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.dist
