@@ -1,4 +1,4 @@
-"""Small file helpers: JSON results written atomically (NaN → null)."""
+"""Small file helpers: JSON results written atomically (NaN → null), output paths checked."""
 
 from __future__ import annotations
 
@@ -46,3 +46,27 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """``path`` as a :class:`~pathlib.Path` once it can be written as a file, else ValueError.
+
+    Checked before a long computation whose result goes there: the folder must exist and be
+    writable, and ``path`` must not be a folder.
+
+    Example:
+        >>> import tempfile
+        >>> check_output_file(tempfile.gettempdir())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: output file ... is a folder (expected a file name)
+    """
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise ValueError(f"output file {path} is a folder (expected a file name)")
+    if not folder.is_dir():
+        raise ValueError(f"cannot write output file {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write output file {path}: folder {folder} is not writable")
+    return path

@@ -20,6 +20,7 @@ import torch
 from wideflat.experiments import checkpoint as ckpt
 from wideflat.experiments.checkpoint import (
     CheckpointError,
+    ConfigMismatchError,
     InjectedFault,
     NoCheckpointError,
     latest_step,
@@ -439,6 +440,27 @@ def test_config_hash_world_size_and_rank_mismatch(tmp_path, kwargs, reason):
         load_checkpoint(tmp_path, **kwargs)
     _one_line_naming(info.value, _step_dir(tmp_path, 5) / "MANIFEST.json", reason)
     assert not info.value.corrupt
+
+
+def test_config_mismatch_names_the_fields_that_differ(tmp_path):
+    saved = {"epochs": 2, "lr": 0.05, "model": "mlp"}
+    save_checkpoint(tmp_path, 5, {"w": 1}, config_hash="cfg-a", config=saved)
+    assert _manifest(tmp_path, 5)["config"] == saved
+    now = {"epochs": 3, "lr": 0.05, "model": "mlp", "y": 3}
+    with pytest.raises(ConfigMismatchError) as info:
+        load_checkpoint(tmp_path, config_hash="cfg-b", config=now)
+    _one_line_naming(
+        info.value,
+        _step_dir(tmp_path, 5) / "MANIFEST.json",
+        "config hash mismatch (checkpoint 'cfg-a', this run 'cfg-b'): epochs (checkpoint 2, "
+        "this run 3), y (checkpoint None, this run 3) differ",
+    )
+    assert info.value.differences == {"epochs": (2, 3), "y": (None, 3)}
+    assert not info.value.corrupt and isinstance(info.value, CheckpointError)
+    # a manifest without the config (older saves): the hashes only
+    save_checkpoint(tmp_path / "old", 5, {"w": 1}, config_hash="cfg-a")
+    with pytest.raises(ConfigMismatchError, match=r"this run 'cfg-b'\)$"):
+        load_checkpoint(tmp_path / "old", config_hash="cfg-b", config=now)
 
 
 # --------------------------------------------------------------------------- multi-rank

@@ -1,8 +1,12 @@
 """`wideflat train` / `wideflat compare`: bad inputs fail in one line without touching results;
-`compare` runs end to end, and re-running it keeps finished runs."""
+`compare` runs end to end, and re-running it keeps finished runs; nothing is silently lost (a
+resume that would discard a run or a metrics row is refused, and a failed run says so)."""
 
+import errno
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +14,7 @@ import torch
 from test_runner import write_fake_fashion
 
 from wideflat.cli import main
-from wideflat.experiments.checkpoint import load_checkpoint
+from wideflat.experiments.checkpoint import load_checkpoint, save_checkpoint
 
 
 def tree_hash(folder: Path) -> dict[str, str]:
@@ -147,3 +151,212 @@ def test_same_seed_is_bitwise_reproducible_and_another_seed_is_not(study, capsys
     strip = [[{k: v for k, v in json.loads(x).items() if "seconds" not in k and k != "images_per_s"}
               for x in r] for r in rows]  # fmt: skip
     assert strip[0] == strip[1]
+
+
+# --- nothing silently lost: resume refusals, damaged metrics, failures as one line ---------
+
+
+def _copy_run(study, tmp_path, name: str = "a") -> Path:
+    root, _ = study
+    return Path(shutil.copytree(root / name, tmp_path / "run"))
+
+
+def _resume(data: str, run: Path, *extra: str) -> list[str]:
+    return ["train", *tiny_args(data), "--out", str(run), "--resume", "auto", *extra]
+
+
+@pytest.mark.parametrize("damage", ["checkpoints deleted", "manifests lost", "interrupted"])
+def test_resume_auto_without_a_committed_checkpoint_refuses_and_changes_nothing(
+    damage, study, capsys, tmp_path
+):
+    _, data = study
+    run = _copy_run(study, tmp_path)
+    if damage == "checkpoints deleted":  # a finished run whose checkpoints were removed
+        shutil.rmtree(run / "checkpoints")
+    else:  # the step folders lost their manifests; the rank files are intact
+        for manifest in run.glob("checkpoints/step-*/MANIFEST.json"):
+            manifest.unlink()
+    if damage == "interrupted":
+        record = json.loads((run / "run.json").read_text())
+        (run / "run.json").write_text(json.dumps({**record, "status": "running"}))
+    before = tree_hash(run)
+    code, _, err = run_cli(_resume(data, run), capsys)
+    assert code == 2, err
+    assert err.startswith("wideflat train: ") and err.count("\n") == 1, err
+    assert str(run) in err and "no committed checkpoint" in err and "--out" in err
+    assert tree_hash(run) == before
+
+
+def test_resume_auto_in_an_empty_or_missing_folder_starts_fresh(study, capsys, tmp_path):
+    _, data = study
+    (tmp_path / "empty").mkdir()
+    for run in (tmp_path / "empty", tmp_path / "missing"):
+        code, _, err = run_cli(_resume(data, run), capsys)
+        assert code == 0, err
+        assert json.loads((run / "run.json").read_text())["status"] == "finished"
+
+
+def test_run_cut_in_its_first_save_restarts_from_scratch_and_says_so(
+    study, capsys, tmp_path, monkeypatch
+):
+    root, data = study
+    steps = json.loads((root / "a" / "run.json").read_text())["budget"]["steps_per_epoch"]
+    run = tmp_path / "run"
+    monkeypatch.setenv("WIDEFLAT_FAULT", f"save:after_tmp@step={steps}")
+    code, _, err = run_cli(["train", *tiny_args(data), "--out", str(run)], capsys)
+    assert code == 1 and err.count("\n") == 1 and "injected failure" in err, err
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+    monkeypatch.delenv("WIDEFLAT_FAULT")
+    code, _, err = run_cli(_resume(data, run), capsys)
+    assert code == 0, err
+    assert f"no committed checkpoint in {run / 'checkpoints'}: starting from scratch" in err
+    _, want = load_checkpoint(root / "a" / "checkpoints")
+    _, got = load_checkpoint(run / "checkpoints")
+    assert all(torch.equal(want["model"][k], got["model"][k]) for k in want["model"])
+
+
+def test_damaged_metrics_row_before_the_checkpoint_is_refused(study, capsys, tmp_path):
+    _, data = study
+    run = _copy_run(study, tmp_path)
+    metrics = run / "metrics.jsonl"
+    lines = metrics.read_text().splitlines(keepends=True)
+    assert len(lines) == 2
+    metrics.write_text(lines[0][:40] + "\n" + lines[1])  # row 1 cut short, row 2 intact
+    before = tree_hash(run)
+    code, _, err = run_cli(_resume(data, run), capsys)
+    assert code == 2, err
+    assert err.startswith("wideflat train: ") and err.count("\n") == 1, err
+    assert f"{metrics}: line 1 is damaged" in err and "epoch 1" in err
+    assert tree_hash(run) == before
+
+
+def test_partial_last_metrics_row_past_the_checkpoint_is_cut(study, capsys, tmp_path):
+    root, data = study
+    run = _copy_run(study, tmp_path)
+    newest = sorted((run / "checkpoints").glob("step-*"))[-1]
+    shutil.rmtree(newest)  # the kill came in the epoch-2 save, after its row was begun
+    metrics = run / "metrics.jsonl"
+    lines = metrics.read_text().splitlines(keepends=True)
+    metrics.write_text(lines[0] + lines[1][:25])
+    code, _, err = run_cli(_resume(data, run), capsys)
+    assert code == 0, err
+    strip = [
+        {k: v for k, v in json.loads(x).items() if "seconds" not in k and k != "images_per_s"}
+        for x in (root / "a" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [
+        {k: v for k, v in json.loads(x).items() if "seconds" not in k and k != "images_per_s"}
+        for x in metrics.read_text().splitlines()
+    ] == strip
+
+
+def test_a_damaged_line_that_is_not_a_kept_row_is_dropped_with_a_note(study, capsys, tmp_path):
+    _, data = study
+    run = _copy_run(study, tmp_path)
+    metrics = run / "metrics.jsonl"
+    rows = metrics.read_text().splitlines(keepends=True)
+    metrics.write_text(rows[0] + '{"epoch": 1, "trunc\n' + rows[1])
+    code, _, err = run_cli(_resume(data, run), capsys)
+    assert code == 0, err
+    assert f"{metrics}: dropping damaged line(s) 2" in err
+    assert metrics.read_text().splitlines() == [r.rstrip("\n") for r in rows]
+
+
+def _full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_disk_full_at_a_checkpoint_is_one_line_and_marks_the_run_failed(
+    study, capsys, tmp_path, monkeypatch
+):
+    from wideflat.experiments import checkpoint
+
+    _, data = study
+    run = tmp_path / "run"
+    monkeypatch.setattr(checkpoint, "_open", _full_disk)
+    code, _, err = run_cli(["train", *tiny_args(data), "--out", str(run)], capsys)
+    assert code == 1
+    assert err.startswith("wideflat train: ") and err.count("\n") == 1, err
+    assert "No space left on device" in err and "Traceback" not in err
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "failed" and "No space left on device" in record["error"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: not enough memory: "
+            "you tried to allocate 3136000000000 bytes.\nframe #0 ..."
+        ),
+        MemoryError(),
+    ],
+)
+def test_a_model_too_large_to_build_is_one_line(error, study, capsys, tmp_path, monkeypatch):
+    from wideflat.experiments import runner
+
+    def refuse(*args, **kwargs):
+        raise error
+
+    _, data = study
+    monkeypatch.setattr(runner, "create_model", refuse)
+    run = tmp_path / "run"
+    argv = ["train", *tiny_args(data), "--set", 'model_kwargs=[["hidden", [1000000000]]]']
+    code, _, err = run_cli([*argv, "--out", str(run)], capsys)
+    assert code == 2
+    assert err.startswith("wideflat train: cannot build model 'mlp'") and err.count("\n") == 1
+    assert "hidden" in err and not run.exists()
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        ({"format": 1, "weights": torch.zeros(2)}, "lacks 'epoch', 'gamma', 'model'"),
+        ("empty model", "model state does not fit this run"),
+    ],
+)
+def test_a_checkpoint_with_a_foreign_payload_names_what_is_wrong(
+    payload, message, study, capsys, tmp_path
+):
+    _, data = study
+    run = _copy_run(study, tmp_path)
+    newest = sorted((run / "checkpoints").glob("step-*"))[-1]
+    chash = json.loads((newest / "MANIFEST.json").read_text())["config_hash"]
+    _, good = load_checkpoint(run / "checkpoints")
+    payload = {**good, "model": {}} if payload == "empty model" else payload
+    shutil.rmtree(run / "checkpoints")
+    save_checkpoint(run / "checkpoints", 99, payload, config_hash=chash)
+    before = tree_hash(run)
+    code, _, err = run_cli(_resume(data, run), capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert message in err and str(run / "checkpoints") in err
+    assert tree_hash(run) == before
+
+
+def test_config_mismatch_on_resume_names_the_fields_and_the_fix(study, capsys, tmp_path):
+    _, data = study
+    run = _copy_run(study, tmp_path)
+    before = tree_hash(run)
+    code, _, err = run_cli(_resume(data, run, "--epochs", "3", "--lr", "0.07"), capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert (
+        "epochs (checkpoint 2, this run 3)" in err and "lr (checkpoint 0.05, this run 0.07)" in err
+    )
+    assert "--out" in err and f"delete {run}" in err
+    assert tree_hash(run) == before
+
+
+def test_ctrl_c_is_one_line_exit_130_and_marks_the_run_interrupted(
+    study, capsys, tmp_path, monkeypatch
+):
+    from wideflat.experiments import runner
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    _, data = study
+    run = tmp_path / "run"
+    monkeypatch.setattr(runner, "save_checkpoint", interrupt)
+    code, _, err = run_cli(["train", *tiny_args(data), "--out", str(run)], capsys)
+    assert (code, err) == (130, "wideflat train: interrupted; resume with --resume auto\n")
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"

@@ -284,3 +284,12 @@ def test_unmeasurable_solutions_give_nan_and_a_reason():
     le, en = _measure_restart(teacher, data, cfg, gen)
     assert le["n_training_errors"] == 0 and not le["lower_bound"]
     assert all(v < 0 for v in le["phi_le"]) and en["mean"][-1] > 0
+
+
+def test_a_folder_with_results_is_refused_unless_overwrite(tmp_path):
+    (tmp_path / "results.json").write_text('{"keep": 1}')
+    cfg = quick_study_config(data="teacher", algorithms=("sgd-fast",), restarts=1, max_epochs=1)
+    with pytest.raises(ValueError, match="already holds a study .*--overwrite"):
+        run_committee_study(cfg, tmp_path, progress=False, log=lambda s: None)
+    assert json.loads((tmp_path / "results.json").read_text()) == {"keep": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]

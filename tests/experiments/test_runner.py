@@ -1,5 +1,6 @@
 """The training runner: budget rescaling, schedules, kill/resume bit-identity, NaN policy, plots."""
 
+import dataclasses
 import gzip
 import json
 import math
@@ -331,3 +332,40 @@ def test_shorter_epochs_override_keeps_valid_energy_epochs():
     assert cfg.energy_epochs == (5, 7)
     explicit = preset_config("fashion-smallconvnet", "sgd", epochs=7, energy_epochs=(2,))
     assert explicit.energy_epochs == (2,)
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(TrainConfig)])
+def test_every_config_field_is_type_checked(field):
+    with pytest.raises(ValueError, match=f"^Invalid {field}: "):
+        TrainConfig(**{field: {"a": "dict"}})
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"lr": 1e39}, {"weight_decay": 1e300}, {"momentum": 3.5e38}, {"energy_sigmas": (0.0, 1e39)}],
+)
+def test_finite_values_that_overflow_float32_are_refused(changes):
+    field = next(iter(changes))
+    with pytest.raises(ValueError, match=f"Invalid {field}: .*float32"):
+        TrainConfig(**changes)
+    TrainConfig(lr=3e38, momentum=0.9)  # the float32 range itself is fine
+
+
+@pytest.mark.parametrize("text", ["const:1e300", "exp:0.1:x1e39", "exp:1e39:0.1"])
+def test_gamma_schedules_past_float32_are_refused(text):
+    with pytest.raises(ValueError, match="Invalid gamma schedule: .*float32"):
+        parse_gamma(text)
+
+
+def test_seed_range_is_named():
+    with pytest.raises(
+        ValueError, match=r"Invalid seed: 9223372036854775808 .*0\.\.9223372036854775807"
+    ):
+        TrainConfig(seed=2**63)
+    TrainConfig(seed=2**63 - 1)
+
+
+def test_run_json_records_the_data_folder_actually_read(tmp_path, data_root):
+    train(tiny(data_root, "sgd", epochs=1), tmp_path / "run", progress=False)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert Path(record["data_source"]).resolve() == Path(data_root).resolve()

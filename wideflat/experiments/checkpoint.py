@@ -9,8 +9,10 @@ A checkpoint is one folder per step, one file per rank, and a manifest that comm
             MANIFEST.json       written last: the commit marker
 
 ``MANIFEST.json`` holds ``format`` (``"wideflat-checkpoint"``), ``format_version``, ``step``,
-``world_size``, ``config_hash``, ``files`` (per rank: ``rank``, ``name``, ``size`` in bytes,
-``sha256``), ``wideflat_version``, ``torch_version`` and ``created`` (UTC, ISO 8601).
+``world_size``, ``config_hash``, optionally ``config`` (the configuration the hash stands
+for, so that a mismatch names the fields that differ), ``files`` (per rank: ``rank``,
+``name``, ``size`` in bytes, ``sha256``), ``wideflat_version``, ``torch_version`` and
+``created`` (UTC, ISO 8601).
 
 Save protocol (:func:`save_checkpoint`, called by every rank with the same arguments except
 ``payload`` and ``rank``):
@@ -67,7 +69,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,7 @@ import torch
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
+    "ConfigMismatchError",
     "InjectedFault",
     "NoCheckpointError",
     "latest_step",
@@ -137,6 +140,33 @@ class NoCheckpointError(CheckpointError):
         ...         print(e.reason)
         no committed checkpoint
     """
+
+
+class ConfigMismatchError(CheckpointError):
+    """The checkpoint was saved by a run of another configuration (never ``corrupt``).
+
+    The reason names the fields that differ when both configs are known (saved with
+    ``config=`` and loaded with ``config=``).
+
+    Attributes:
+        differences: ``{field: (checkpoint value, this run's value)}``; empty when unknown.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str, differences: dict[str, tuple]):
+        self.differences = differences
+        super().__init__(path, reason, corrupt=False)
+
+
+def _differences(saved: Any, current: Any) -> dict[str, tuple]:
+    """``{key: (saved value, current value)}`` for the keys of two dicts whose values differ."""
+    if not isinstance(saved, Mapping) or not isinstance(current, Mapping):
+        return {}
+    missing = object()
+    return {
+        k: (saved.get(k), current.get(k))
+        for k in sorted(set(saved) | set(current))
+        if saved.get(k, missing) != current.get(k, missing)
+    }
 
 
 class InjectedFault(RuntimeError):
@@ -362,6 +392,7 @@ def save_checkpoint(
     rank: int = 0,
     world_size: int = 1,
     config_hash: str = "",
+    config: Mapping[str, Any] | None = None,
     keep: int | None = 2,
     barrier: Callable[[], Any] | None = None,
 ) -> Path:
@@ -380,6 +411,8 @@ def save_checkpoint(
         world_size: the number of ranks (replicas) writing this step.
         config_hash: an identifier of the run's configuration, stored in the manifest and
             checked by ``load_checkpoint(config_hash=...)``.
+        config: the configuration itself, JSON-able (optional; stored in the manifest so
+            that a config hash mismatch can name the fields that differ).
         keep: how many committed steps to keep (this one included); None keeps all.
         barrier: a callable that blocks until every rank reaches it, e.g.
             ``torch.distributed.barrier``. None in single-process use; with
@@ -448,6 +481,7 @@ def save_checkpoint(
             "step": step,
             "world_size": world_size,
             "config_hash": config_hash,
+            **({"config": dict(config)} if config is not None else {}),
             "files": files,
             "wideflat_version": __version__,
             "torch_version": torch.__version__,
@@ -613,6 +647,7 @@ def load_checkpoint(
     rank: int = 0,
     world_size: int | None = None,
     config_hash: str | None = None,
+    config: Mapping[str, Any] | None = None,
     step: int | None = None,
     map_location: Any = "cpu",
 ) -> tuple[int, dict]:
@@ -623,6 +658,8 @@ def load_checkpoint(
         rank: whose file to load.
         world_size: if given, must equal the checkpoint's.
         config_hash: if given, must equal the checkpoint's.
+        config: this run's configuration (optional): on a config hash mismatch, the fields
+            that differ from the one stored by ``save_checkpoint(config=...)`` are named.
         step: a step to load; None picks the newest committed step whose files all verify,
             skipping (and logging at WARNING on ``wideflat.experiments.checkpoint``) corrupt
             or incomplete ones. Every rank therefore picks the same step.
@@ -634,7 +671,8 @@ def load_checkpoint(
     Raises:
         NoCheckpointError: ``step=None`` and the folder has no committed checkpoint.
         CheckpointError: ``step`` given and it fails verification; every committed step is
-            corrupt; the newer format, world size, config hash or rank do not fit this run.
+            corrupt; the newer format, world size, config hash or rank do not fit this run
+            (a config hash mismatch raises its subclass :class:`ConfigMismatchError`).
 
     Example:
         >>> import tempfile, torch
@@ -690,11 +728,16 @@ def load_checkpoint(
             corrupt=False,
         )
     if config_hash is not None and manifest["config_hash"] != config_hash:
-        raise CheckpointError(
+        differences = _differences(manifest.get("config"), config)
+        shown = ", ".join(
+            f"{k} (checkpoint {a!r}, this run {b!r})" for k, (a, b) in list(differences.items())[:5]
+        )
+        more = f" and {len(differences) - 5} more" if len(differences) > 5 else ""
+        raise ConfigMismatchError(
             mpath,
             f"config hash mismatch (checkpoint {manifest['config_hash']!r}, "
-            f"this run {config_hash!r})",
-            corrupt=False,
+            f"this run {config_hash!r})" + (f": {shown}{more} differ" if shown else ""),
+            differences,
         )
     if rank >= manifest["world_size"]:
         raise CheckpointError(

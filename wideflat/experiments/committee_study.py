@@ -52,7 +52,9 @@ from wideflat.models.committee import committee_errors, committee_output
 __all__ = [
     "SCHEMA",
     "CommitteeStudyConfig",
+    "check_study_folder",
     "committee_local_energy",
+    "default_study_folder",
     "format_study_table",
     "quick_study_config",
     "run_committee_study",
@@ -181,6 +183,30 @@ def quick_study_config(**changes: Any) -> CommitteeStudyConfig:
     )
     base.update(changes)
     return CommitteeStudyConfig(**base)
+
+
+def default_study_folder(cfg: CommitteeStudyConfig) -> Path:
+    """``committee-results/<data>`` (``-quick`` appended for a quick study): studies of
+    other data, or quick ones, do not share a folder.
+
+    Example:
+        >>> str(default_study_folder(quick_study_config(data="teacher")))
+        'committee-results/teacher-quick'
+    """
+    return Path("committee-results") / (cfg.data + ("-quick" if cfg.quick else ""))
+
+
+def check_study_folder(out_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Refuse (``ValueError``, one line) a folder that already holds a study's results,
+    unless ``overwrite``; nothing is written either way."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {out} exists and is not a folder")
+    if not overwrite and (out / "results.json").exists():
+        raise ValueError(
+            f"{out} already holds a study (results.json); pass --overwrite to replace it "
+            "or choose another --out"
+        )
 
 
 # --------------------------------------------------------------------------- local energy
@@ -395,6 +421,7 @@ def run_committee_study(
     data_root: str | os.PathLike | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the study of ``cfg`` and write ``out_dir/results.json``; returns the same dict.
 
@@ -409,10 +436,12 @@ def run_committee_study(
 
     Args:
         cfg: The study configuration.
-        out_dir: Output folder (created if missing).
+        out_dir: Output folder (created if missing). One that already holds a
+            ``results.json`` is refused (``ValueError``) unless ``overwrite``.
         data_root: Fashion-MNIST folder (default: the reader's search order).
         progress: Show progress bars (training per algorithm, then flatness per algorithm).
         log: Receives one line per notable event (BP failures, stage done); default: stderr.
+        overwrite: Replace the results of an earlier study in ``out_dir``.
 
     Returns:
         The results dict (NaN kept as ``float('nan')``).
@@ -431,6 +460,7 @@ def run_committee_study(
             print(line, file=sys.stderr, flush=True)
 
     out = Path(out_dir)
+    check_study_folder(out, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     t_start = time.perf_counter()

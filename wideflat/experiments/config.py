@@ -38,6 +38,8 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from .._argtypes import SEED_MAX
+
 __all__ = [
     "BASE_OPTIMIZERS",
     "BUDGETS",
@@ -59,6 +61,9 @@ METHODS = ("sgd", "esgd", "rsgd", "sam")
 BUDGETS = ("equal", "per-replica")
 ENGINES = ("loop", "vmap")
 BASE_OPTIMIZERS = ("sgd", "rmsprop", "adam")
+# torch.finfo(torch.float32).max: real-valued settings end up in float32 tensors, where a
+# larger finite value overflows to inf at the first step.
+FLOAT32_MAX = 3.4028234663852886e38
 # Names used by `compare`: a method at a budget. "rsgdxy" is Table 1's "rSGD × y" column.
 RUN_KINDS = {
     "sgd": ("sgd", "equal"),
@@ -108,6 +113,10 @@ def _number(text: str, what: str, whole: str) -> float:
         raise ValueError(f"Invalid {what}: {whole!r} ({text!r} is not a number)") from None
     if not math.isfinite(value):
         raise ValueError(f"Invalid {what}: {whole!r} ({text!r} is not finite)")
+    if abs(value) > FLOAT32_MAX:
+        raise ValueError(
+            f"Invalid {what}: {whole!r} ({text!r} exceeds the float32 maximum {FLOAT32_MAX:.4g})"
+        )
     return value
 
 
@@ -258,10 +267,43 @@ class TrainConfig:
             value = getattr(self, field)
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             ok = ok and math.isfinite(value) and (value > low if strict else value >= low)
-            if not ok:
+            if not ok or value > FLOAT32_MAX:
                 sign = ">" if strict else ">="
-                raise ValueError(f"Invalid {field}: {value!r} (expected a number {sign} {low})")
+                raise ValueError(
+                    f"Invalid {field}: {value!r} (expected a number {sign} {low} and "
+                    f"<= {FLOAT32_MAX:.4g}, the float32 maximum)"
+                )
 
+        def boolean(field: str) -> None:
+            value = getattr(self, field)
+            if not isinstance(value, bool):
+                raise ValueError(f"Invalid {field}: {value!r} (expected true or false)")
+
+        def text(field: str, *, optional: bool = False) -> None:
+            value = getattr(self, field)
+            if not (isinstance(value, str) or (optional and value is None)):
+                none = " or null" if optional else ""
+                raise ValueError(f"Invalid {field}: {value!r} (expected a string{none})")
+
+        def sequence(field: str) -> tuple:
+            value = getattr(self, field)
+            if not isinstance(value, tuple):
+                raise ValueError(f"Invalid {field}: {value!r} (expected a list)")
+            return value
+
+        for f in ("flip", "nesterov", "amp", "deterministic"):
+            boolean(f)
+        for f in ("name", "dataset", "model", "lr_schedule", "gamma"):
+            text(f)
+        text("data_root", optional=True)
+        pairs = self.model_kwargs
+        if not isinstance(pairs, tuple) or not all(
+            isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[0], str) for p in pairs
+        ):
+            raise ValueError(
+                f"Invalid model_kwargs: {self.model_kwargs!r} (expected (NAME, VALUE) pairs; "
+                'with --set, [["NAME", VALUE], ...] or {"NAME": VALUE}, e.g. [["hidden", [512]]])'
+            )
         choice("method", METHODS)
         choice("budget", BUDGETS)
         choice("engine", ENGINES)
@@ -284,6 +326,8 @@ class TrainConfig:
         integer("energy_samples", 1)
         integer("energy_subset", 1)
         integer("seed", 0)
+        if self.seed > SEED_MAX:
+            raise ValueError(f"Invalid seed: {self.seed!r} (expected an int in 0..{SEED_MAX})")
         real("lr", 0.0, strict=True)
         for f in ("momentum", "weight_decay", "warmup_epochs", "warmup_lr", "inner_lr"):
             real(f, 0.0)
@@ -301,20 +345,26 @@ class TrainConfig:
             raise ValueError("Invalid nesterov: True needs momentum > 0")
         parse_lr_schedule(self.lr_schedule)
         parse_gamma(self.gamma)
-        for e in self.energy_epochs:
+        for e in sequence("energy_epochs"):
             if isinstance(e, bool) or not isinstance(e, int) or not 0 <= e <= self.epochs:
                 raise ValueError(
                     f"Invalid energy_epochs: {self.energy_epochs!r} (each an int in "
                     f"0..{self.epochs})"
                 )
-        for s in self.energy_sigmas:
-            if not (isinstance(s, (int, float)) and math.isfinite(s) and s >= 0):
-                raise ValueError(f"Invalid energy_sigmas: {self.energy_sigmas!r}")
+        for s in sequence("energy_sigmas"):
+            number = isinstance(s, (int, float)) and not isinstance(s, bool)
+            if not (number and math.isfinite(s) and 0 <= s <= FLOAT32_MAX):
+                raise ValueError(
+                    f"Invalid energy_sigmas: {self.energy_sigmas!r} (each a number >= 0 and "
+                    f"<= {FLOAT32_MAX:.4g}, the float32 maximum)"
+                )
 
     @property
     def grad_evals_per_step(self) -> int:
         """Minibatch gradients one optimizer step costs: L (eSGD), y (rSGD), 2 (SAM), 1 (SGD)."""
-        return {"sgd": 1, "esgd": self.inner_steps, "rsgd": self.y, "sam": 2}[self.method]
+        from .methods import method_grad_evals  # the one table (methods imports torch)
+
+        return method_grad_evals(self.method, inner_steps=self.inner_steps, y=self.y)
 
     @property
     def budget_divisor(self) -> int:
@@ -375,9 +425,38 @@ def _field_value(text: str) -> tuple[str, Any]:
         value = json.loads(raw)
     except json.JSONDecodeError:
         value = raw  # a bare string such as multistep:5,8
+    if name == "model_kwargs" and isinstance(value, dict):
+        value = list(value.items())
+    if name == "model_kwargs" and isinstance(value, list):  # [[NAME, VALUE], ...] → pairs
+        value = [tuple(p) if isinstance(p, list) else p for p in value]
     if isinstance(value, list):
         value = tuple(value)
     return name, value
+
+
+# Fields a command sets with its own options, never with --set.
+_COMMAND_FIELDS = {
+    "method": "--method (train) or --methods (compare)",
+    "budget": "--budget (train) or the rsgdxy kind (compare)",
+    "seed": "--seed (train) or --seeds (compare)",
+}
+# Fields with a flag of their own in add_run_arguments (flag: --name-with-dashes).
+_FLAG_FIELDS = (
+    "epochs",
+    "y",
+    "engine",
+    "gamma",
+    "lr",
+    "lr_schedule",
+    "batch_size",
+    "model",
+    "dataset",
+    "data_root",
+    "train_subset",
+    "test_subset",
+    "energy_epochs",
+    "deterministic",
+)
 
 
 def add_run_arguments(parser) -> None:
@@ -399,7 +478,9 @@ def add_run_arguments(parser) -> None:
     )
     p.add_argument("--epochs", type=positive, help="data epochs (the budget)")
     p.add_argument("--y", type=int, help="rSGD replicas (>= 1)")
-    p.add_argument("--engine", help="rSGD replica engine: loop or vmap")
+    p.add_argument(
+        "--engine", choices=ENGINES, help=f"rSGD replica engine, one of: {', '.join(ENGINES)}"
+    )
     p.add_argument("--gamma", help="γ schedule: exp:G0:G1, exp:G0:xF, cosine:GMAX, const:G0")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--lr-schedule", help="constant, cosine, multistep:E1,E2[:F], exponential:E:F")
@@ -424,27 +505,29 @@ def add_run_arguments(parser) -> None:
 
 
 def overrides_from_args(args) -> dict[str, Any]:
-    """Config overrides from :func:`add_run_arguments` flags (``ValueError`` on a bad --set)."""
-    names = {
-        "epochs": "epochs",
-        "y": "y",
-        "engine": "engine",
-        "gamma": "gamma",
-        "lr": "lr",
-        "lr_schedule": "lr_schedule",
-        "batch_size": "batch_size",
-        "model": "model",
-        "dataset": "dataset",
-        "data_root": "data_root",
-        "train_subset": "train_subset",
-        "test_subset": "test_subset",
-        "deterministic": "deterministic",
-    }
-    out = dict(_field_value(text) for text in args.set)
-    for attr, name in names.items():
-        value = getattr(args, attr, None)
-        if value is not None:
-            out[name] = value
-    if args.energy_epochs is not None:
-        out["energy_epochs"] = tuple(args.energy_epochs)
+    """Config overrides from :func:`add_run_arguments` flags.
+
+    Raises:
+        ValueError: a bad ``--set``, a field given twice (by two ``--set``, or by ``--set``
+            and its own flag), or a ``--set`` of a field the command chooses (method,
+            budget, seed).
+    """
+    out: dict[str, Any] = {}
+    for text in args.set:
+        name, value = _field_value(text)
+        if name in _COMMAND_FIELDS:
+            raise ValueError(f"Invalid --set {text!r}: {name} is chosen by {_COMMAND_FIELDS[name]}")
+        if name in out:
+            raise ValueError(f"Invalid --set {text!r}: {name} is set twice")
+        out[name] = value
+    for name in _FLAG_FIELDS:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name in out:
+            raise ValueError(
+                f"Invalid --set {name}={out[name]!r}: {name} is also given by {flag} (give it once)"
+            )
+        out[name] = tuple(value) if isinstance(value, list) else value
     return out

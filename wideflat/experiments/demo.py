@@ -1,6 +1,6 @@
 """``wideflat demo``: SGD, Entropy-SGD and Replicated-SGD on a teacher–student problem.
 
-Everything is generated here, so it runs anywhere in about a minute on 2 CPU cores. The
+Everything is generated here, so it runs anywhere in a few seconds on 2 CPU cores. The
 three methods get the same budget of minibatch gradient evaluations (eSGD spends L per
 step, rSGD y per step); rSGD is evaluated at its center. Flatness is the local energy
 δE_train(w, σ) at σ = 0.5 (multiplicative noise), averaged over draws, as in the paper.

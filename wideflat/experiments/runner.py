@@ -4,8 +4,9 @@
 per-method loop shape of :mod:`wideflat.experiments.methods`, and writes a run folder::
 
     out/
-        run.json            resolved config, config hash, seed, versions, platform, device,
-                            status (running | finished | failed) and the final summary
+        run.json            resolved config, config hash, seed, the data folder read
+                            ("data_source"), versions, platform, device, status (running |
+                            finished | failed | interrupted, with "error") and the summary
         metrics.jsonl       one strict-JSON row per evaluated epoch (NaN written as null,
                             the field named in "nonfinite")
         energy/epoch-0005.json   local-energy profiles δE(σ) (LocalEnergyProfile.to_json)
@@ -22,10 +23,17 @@ rSGD is evaluated at its center w̄, with BatchNorm statistics recomputed on the
 
 Resume: a checkpoint holds the model (all replicas), optimizer, γ scheduler, data-stream and
 RNG states; training resumed from it on the same device is bit-identical to an uninterrupted
-run, and ``metrics.jsonl`` is cut back to the checkpoint's epoch. Failures raise
-:class:`RunError` (one line; ``exit_code`` 2) before anything in ``out`` is touched, or
-:class:`NonFiniteRunError` (exit code 3) when a loss turns NaN/inf: the step is not applied,
-nothing newer than the last checkpoint is saved, and run.json says ``failed``.
+run, and ``metrics.jsonl`` is cut back to the checkpoint's epoch (a damaged or missing row
+up to that epoch is refused, not dropped). Without a committed checkpoint, ``resume="auto"``
+starts from scratch only when that discards nothing a run writes after its first checkpoint
+(a finished run.json, rows past epoch 1, later step folders are refused).
+
+Failures raise :class:`RunError` (one line; ``exit_code`` 2) before anything in ``out`` is
+touched, or :class:`NonFiniteRunError` (exit code 3) when a loss turns NaN/inf: the step is
+not applied, nothing newer than the last checkpoint is saved, and run.json says ``failed``.
+Any other error once training has begun (a full disk: ``CheckpointError``, ``OSError``)
+also leaves run.json ``failed`` with its message, then propagates; Ctrl-C leaves
+``interrupted``.
 
 Fault hook (tests): ``WIDEFLAT_FAULT=loss:nan@step=S[@replica=R]`` (or ``loss:inf``) makes
 the loss of step S (of replica R, default 0) non-finite.
@@ -81,7 +89,13 @@ from ..optim import (
 )
 from ..replicas import recompute_bn
 from . import methods
-from .checkpoint import CheckpointError, NoCheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    ConfigMismatchError,
+    NoCheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .config import TrainConfig, config_hash, parse_gamma, parse_lr_schedule
 
 __all__ = [
@@ -100,6 +114,17 @@ __all__ = [
 ]
 
 _PAYLOAD_FORMAT = 1
+_PAYLOAD_KEYS = (  # what _Run.payload writes
+    "format",
+    "epoch",
+    "step",
+    "train_seconds",
+    "model",
+    "optimizer",
+    "gamma",
+    "streams",
+    "rng",
+)
 _BASES = {"sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}
 
 
@@ -190,20 +215,28 @@ def _row_json(row: dict) -> str:
     return json.dumps(out, allow_nan=False)
 
 
+def _parse_row(line: str) -> dict | None:
+    """One ``metrics.jsonl`` row (null → NaN), or None if the line is not one."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    epoch = row.get("epoch") if isinstance(row, dict) else None
+    if isinstance(epoch, bool) or not isinstance(epoch, int):
+        return None
+    return {k: (math.nan if v is None else v) for k, v in row.items()}
+
+
 def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The rows of a ``metrics.jsonl`` (null → NaN); unparsable lines are skipped."""
-    rows = []
+    """The rows of a ``metrics.jsonl`` (null → NaN); unparsable lines are skipped.
+
+    (A resumed run does not skip them: see :func:`train`.)
+    """
     path = Path(path)
     if not path.is_file():
-        return rows
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append({k: (math.nan if v is None else v) for k, v in row.items()})
-    return rows
+        return []
+    lines = path.read_text(errors="replace").splitlines()
+    return [row for row in map(_parse_row, lines) if row is not None]
 
 
 def _parse_loss_fault() -> tuple[float, int, int] | None:
@@ -345,6 +378,7 @@ def _load_data(cfg: TrainConfig, device: torch.device):
     mean, std = channel_stats(x)
     train_eval = x[: cfg.train_eval_subset] if cfg.train_eval_subset else x
     data = {
+        "source": getattr(train, "source", None),  # the folder read, recorded in run.json
         "x": x.to(device),
         "t": t.to(device),
         "mean": mean,
@@ -375,16 +409,19 @@ def _build_model(cfg: TrainConfig, data: dict, device: torch.device) -> nn.Modul
             image_size=int(x.shape[-1]),
             **dict(cfg.model_kwargs),
         )
-    except (ValueError, TypeError, ImportError) as e:
-        raise RunError(f"cannot build model {cfg.model!r}: {e}") from None
+    except (ValueError, TypeError, ImportError, RuntimeError, MemoryError) as e:
+        # RuntimeError/MemoryError: the allocator refused a model too large for this machine.
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        kwargs = f" with model_kwargs {dict(cfg.model_kwargs)}" if cfg.model_kwargs else ""
+        raise RunError(f"cannot build model {cfg.model!r}{kwargs}: {reason}") from None
     return model.to(device)
 
 
 def _base_kwargs(cfg: TrainConfig) -> dict:
     if cfg.optimizer == "sgd":
         return dict(momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "rmsprop":
-        return dict(momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":  # Tan & Le's (TensorFlow's) decay 0.9 and ε 1e-3
+        return dict(alpha=0.9, eps=1e-3, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return dict(weight_decay=cfg.weight_decay)
 
 
@@ -585,19 +622,53 @@ class _Run:
             "rng": rng,
         }
 
-    def load(self, payload: dict) -> tuple[int, int, float]:
-        if payload.get("format") != _PAYLOAD_FORMAT:
-            raise RunError(f"checkpoint payload format {payload.get('format')!r} not supported")
-        self.trained.load_state_dict(payload["model"])
-        self.opt.load_state_dict(payload["optimizer"])
-        if self.sched is not None:
-            self.sched.load_state_dict(payload["gamma"])
-        for s, st in zip(self.streams, payload["streams"], strict=True):
-            s.load_state_dict(st)
-        torch.set_rng_state(payload["rng"]["cpu"])
-        if "cuda" in payload["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(payload["rng"]["cuda"], self.device)
-        return int(payload["epoch"]), int(payload["step"]), float(payload["train_seconds"])
+    def load(self, payload: dict, where: Path) -> tuple[int, int, float]:
+        """Restore from a :meth:`payload`; a part that does not fit raises RunError naming
+        ``where`` (the checkpoint file) and the part. Returns (epoch, step, train_seconds)."""
+        missing = sorted(set(_PAYLOAD_KEYS) - set(payload))
+        if missing:
+            raise RunError(
+                f"{where}: checkpoint payload lacks {', '.join(map(repr, missing))} "
+                "(not a checkpoint of wideflat train)"
+            )
+        if payload["format"] != _PAYLOAD_FORMAT:
+            raise RunError(
+                f"{where}: checkpoint payload format {payload['format']!r} not supported"
+            )
+
+        def gamma() -> None:
+            if self.sched is not None:
+                self.sched.load_state_dict(payload["gamma"])
+
+        def streams() -> None:
+            for s, st in zip(self.streams, payload["streams"], strict=True):
+                s.load_state_dict(st)
+
+        def rng() -> None:
+            torch.set_rng_state(payload["rng"]["cpu"])
+            if "cuda" in payload["rng"] and self.device.type == "cuda":
+                torch.cuda.set_rng_state(payload["rng"]["cuda"], self.device)
+
+        def counters() -> tuple[int, int, float]:
+            return int(payload["epoch"]), int(payload["step"]), float(payload["train_seconds"])
+
+        parts = {
+            "model": lambda: self.trained.load_state_dict(payload["model"]),
+            "optimizer": lambda: self.opt.load_state_dict(payload["optimizer"]),
+            "gamma": gamma,
+            "streams": streams,
+            "rng": rng,
+            "epoch/step": counters,
+        }
+        for name, restore in parts.items():
+            try:
+                restored = restore()
+            except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
+                reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+                raise RunError(
+                    f"{where}: checkpoint {name} state does not fit this run ({reason})"
+                ) from None
+        return restored
 
 
 def _peak_coupling_step(run: _Run) -> tuple[float, float] | None:
@@ -640,10 +711,113 @@ def _resolve_resume(out: Path, resume: str | None) -> tuple[Path | None, int | N
     return path, None
 
 
+def _load_resume(
+    cfg: TrainConfig, chash: str, out: Path, resume: str | None
+) -> tuple[Path, dict] | None:
+    """(checkpoint file, payload) to resume from, or None for a fresh start."""
+    ckpt_dir, ckpt_step = _resolve_resume(out, resume)
+    if ckpt_dir is None:
+        return None
+    try:
+        step, payload = load_checkpoint(
+            ckpt_dir, config_hash=chash, step=ckpt_step, config=cfg.to_dict()
+        )
+    except NoCheckpointError:
+        if resume != "auto":
+            raise RunError(f"no committed checkpoint in {ckpt_dir}") from None
+        return None
+    except ConfigMismatchError as e:
+        fix = (
+            f"run with the settings of that run, or start a new one with another --out (or "
+            f"delete {out} to start over)"
+            if resume == "auto"
+            else "resume a checkpoint of this config, or start fresh without --resume"
+        )
+        raise RunError(f"{e}; {fix}") from None
+    except CheckpointError as e:
+        raise RunError(str(e)) from None
+    return ckpt_dir / f"step-{step:09d}" / "rank-0.pt", payload
+
+
+def _check_fresh_start(out: Path, first_step: int, log: Callable[[str], None]) -> None:
+    """``--resume auto`` found no committed checkpoint in ``out``: refuse (RunError, nothing
+    changed) to start it from scratch when that would discard more than a run writes before
+    its first checkpoint (at most the row of epoch 1: the next row follows that checkpoint):
+    a finished run.json, a second metrics row, or step folders past the first save (whose
+    rank files may still be intact)."""
+    ckpt_dir = out / "checkpoints"
+    try:
+        status = json.loads((out / "run.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        status = None
+    metrics = out / "metrics.jsonl"
+    lines = metrics.read_text(errors="replace").splitlines() if metrics.is_file() else []
+    rows = sum(1 for line in lines if line.strip())
+    steps = [
+        p
+        for p in ckpt_dir.glob("step-*")
+        if (m := re.fullmatch(r"step-(\d+)", p.name)) and int(m.group(1)) > first_step
+    ]
+    found = [
+        text
+        for text, present in (
+            ("run.json says finished", status == "finished"),
+            (f"metrics.jsonl has {rows} rows", rows > 1),
+            (f"{len(steps)} step folders without a manifest", steps),
+        )
+        if present
+    ]
+    if found:
+        raise RunError(
+            f"{out} holds a run ({'; '.join(found)}) but no committed checkpoint in "
+            f"{ckpt_dir}; nothing was changed: delete {out} to start over, or choose "
+            "another --out"
+        )
+    if (out / "run.json").exists() or (out / "metrics.jsonl").exists():
+        log(f"no committed checkpoint in {ckpt_dir}: starting from scratch")
+
+
+def _resume_rows(path: Path, start_epoch: int, log: Callable[[str], None]) -> list[dict]:
+    """The rows of ``metrics.jsonl`` a run resumed at ``start_epoch`` keeps: one per epoch
+    1..start_epoch. Lines past them (a row cut short by a kill) are dropped, damaged ones
+    other than the last line with a note; a damaged or missing row among them raises
+    RunError naming the file and line (nothing changed)."""
+    rows: list[dict] = []
+    damaged: list[int] = []
+    lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
+    for number, line in enumerate(lines, 1):
+        row = _parse_row(line)
+        if row is None and line.strip():
+            damaged.append(number)
+        elif row is not None and row["epoch"] <= start_epoch:
+            rows.append(row)
+    missing = sorted(set(range(1, start_epoch + 1)) - {r["epoch"] for r in rows})
+    if missing:
+        what = f"line {damaged[0]} is damaged" if damaged else "a row is missing"
+        raise RunError(
+            f"{path}: {what}, and the row of epoch {missing[0]} is not there (the checkpoint "
+            f"is at epoch {start_epoch}); nothing was changed: repair the line, or delete "
+            f"{path.parent} to start over"
+        )
+    noted = [n for n in damaged if n < len(lines)]
+    if noted:
+        log(f"{path}: dropping damaged line(s) {', '.join(map(str, noted))}, not rows kept")
+    return rows
+
+
+def _record_stop(out: Path, record: dict, error: BaseException) -> None:
+    """Mark run.json ``failed`` (``interrupted`` for Ctrl-C) with the error's one line."""
+    record["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+    record["error"] = " ".join(str(error).split()) or type(error).__name__
+    with contextlib.suppress(OSError):  # e.g. the disk is full: the error itself is raised
+        write_json_atomic(out / "run.json", record)
+
+
 def _prepare_out(out: Path, resume: str | None) -> None:
     if out.exists() and not out.is_dir():
         raise RunError(f"output folder {out} exists and is not a folder")
-    if resume is None and ((out / "run.json").exists() or (out / "checkpoints").exists()):
+    held = ("run.json", "metrics.jsonl", "checkpoints")
+    if resume is None and any((out / name).exists() for name in held):
         raise RunError(
             f"output folder {out} already holds a run; pass --resume auto to continue it "
             "or choose another --out"
@@ -670,8 +844,9 @@ def train(
         cfg: the resolved config.
         out: the run folder (created; a fresh run refuses a folder that holds a run).
         resume: None (fresh), ``"auto"`` (the newest verified checkpoint in
-            ``out/checkpoints``, else fresh) or a path: a run folder, its ``checkpoints``
-            folder or one ``step-…`` folder (must exist and match the config).
+            ``out/checkpoints``, else fresh unless that would discard a run: see the
+            module docstring) or a path: a run folder, its ``checkpoints`` folder or one
+            ``step-…`` folder (must exist and match the config).
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
         progress: show a tqdm bar.
         log: where one-line notes go (default: stderr).
@@ -680,9 +855,11 @@ def train(
         The :class:`RunSummary` (also in ``run.json``).
 
     Raises:
-        RunError: bad names, data, output folder or checkpoint, with one line naming it;
-            nothing in ``out`` has been written.
+        RunError: bad names, data, output folder, checkpoint or metrics file, with one line
+            naming it; nothing in ``out`` has been written.
         NonFiniteRunError: a NaN/inf loss; the last checkpoint is intact.
+        CheckpointError, OSError: a write failed (e.g. disk full) after training began;
+            run.json says ``failed``, older checkpoints are intact.
     """
     log = log or (lambda text: print(text, file=sys.stderr))
     out = Path(out)
@@ -696,18 +873,9 @@ def train(
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     chash = config_hash(cfg)
-    ckpt_dir, ckpt_step = _resolve_resume(out, resume)
-    payload = None
-    if ckpt_dir is not None:
-        try:
-            _, payload = load_checkpoint(ckpt_dir, config_hash=chash, step=ckpt_step)
-        except NoCheckpointError:
-            if resume != "auto":
-                raise RunError(f"no committed checkpoint in {ckpt_dir}") from None
-        except CheckpointError as e:
-            raise RunError(str(e)) from None
+    loaded = _load_resume(cfg, chash, out, resume)
     run = _Run(cfg, device)
-    run.start_gamma(fresh=payload is None)
+    run.start_gamma(fresh=loaded is None)
     peak = _peak_coupling_step(run)
     if peak is not None and peak[0] >= 1:
         log(
@@ -716,16 +884,16 @@ def train(
             "term then overshoots and training may diverge"
         )
     start_epoch, step, train_seconds = 0, 0, 0.0
-    if payload is not None:
-        try:
-            start_epoch, step, train_seconds = run.load(payload)
-        except (KeyError, ValueError, RuntimeError) as e:
-            raise RunError(f"checkpoint does not fit this run: {e}".splitlines()[0]) from None
+    if loaded is not None:
+        start_epoch, step, train_seconds = run.load(loaded[1], loaded[0])
+    elif resume == "auto":
+        _check_fresh_start(out, run.epoch_steps, log)
+    metrics_path = out / "metrics.jsonl"
+    rows = _resume_rows(metrics_path, start_epoch, log)
+    if loaded is not None:
         log(f"resuming {out} from epoch {start_epoch} (step {step})")
     # From here on the folder is ours.
     out.mkdir(parents=True, exist_ok=True)
-    metrics_path = out / "metrics.jsonl"
-    rows = [r for r in read_metrics(metrics_path) if r.get("epoch", math.inf) <= start_epoch]
     tmp = metrics_path.with_name("metrics.jsonl.tmp")
     tmp.write_text("".join(_row_json(r) + "\n" for r in rows))
     os.replace(tmp, metrics_path)
@@ -735,6 +903,7 @@ def train(
         "config": cfg.to_dict(),
         "config_hash": chash,
         "seed": cfg.seed,
+        "data_source": run.data.get("source"),  # the folder the dataset was read from
         "environment": _environment(device),
         "budget": {
             "batches_per_epoch": run.batches_per_epoch,
@@ -747,8 +916,6 @@ def train(
         "argv": sys.argv,
     }
     write_json_atomic(out / "run.json", record)
-    if start_epoch == 0 and 0 in cfg.energy_epochs:
-        _measure_energy(run, out, 0)
     bar = tqdm(
         total=run.total_steps,
         initial=step,
@@ -757,6 +924,8 @@ def train(
         leave=False,
     )
     try:
+        if start_epoch == 0 and 0 in cfg.energy_epochs:
+            _measure_energy(run, out, 0)
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             run.trained.train()
             losses = []
@@ -818,12 +987,11 @@ def train(
                 step,
                 run.payload(epoch, step, train_seconds),
                 config_hash=chash,
+                config=record["config"],
             )
-    except NonFiniteRunError as e:
+    except (Exception, KeyboardInterrupt) as e:
         bar.close()
-        record["status"] = "failed"
-        record["error"] = str(e)
-        write_json_atomic(out / "run.json", record)
+        _record_stop(out, record, e)
         raise
     bar.close()
     summary = _summary(out, cfg, label, step, train_seconds)
@@ -890,13 +1058,16 @@ def compare(
     ``failed`` in its run.json and left out of the table (which counts finished runs).
     Writes ``out/summary.md`` and ``out/summary.json``
     (:func:`~wideflat.experiments.plots.summary_rows`), ``out/test_error.png`` (Fig. 2) and
-    ``out/local_energy.png`` (Figs. 3–5); a plotting failure is logged, not raised.
+    ``out/local_energy.png`` (Figs. 3–5); a plotting failure is logged, not raised. A run at
+    chance-level test error or above the preset's ``max_train_error`` is flagged († in the
+    table with a footnote, grey and dashed in the figures;
+    :func:`~wideflat.experiments.plots.run_flags`).
 
     Returns:
         The Markdown table (test error mean ± std per method).
     """
     from . import plots
-    from .presets import preset_config
+    from .presets import get_preset, preset_config
 
     log = log or (lambda text: print(text, file=sys.stderr))
     out = Path(out)
@@ -926,6 +1097,12 @@ def compare(
         except NonFiniteRunError as e:  # recorded as failed in its run.json; go on
             log(f"{folder}: {e}")
     runs = [r for r in plots.collect_runs(out) if r.path.parent == out]
+    if configs:  # runs at chance or not fitting the train set are marked, not results
+        plots.flag_runs(
+            runs,
+            num_classes=dataset_info(configs[0][1].dataset).num_classes,
+            max_train_error=get_preset(preset).max_train_error,
+        )
     rows = plots.summary_rows(runs)
     table = plots.format_table(rows)
     (out / "summary.md").write_text(f"{preset}: test error over seeds {seeds}\n\n{table}\n")
@@ -1017,34 +1194,21 @@ def throughput(
     return result
 
 
-def _cli_error(prog: str, message: str) -> None:
-    print(f"{prog}: {message}".splitlines()[0], file=sys.stderr)
-
-
 def cli_train(args) -> int:
-    """``wideflat train``: exit 0, 2 (bad input, one line on stderr) or 3 (non-finite loss)."""
+    """``wideflat train``: returns 0; errors propagate to the CLI's guard (``wideflat.cli``),
+    which prints them in one line with their exit status."""
     from .config import overrides_from_args
     from .presets import preset_config
 
-    prog = "wideflat train"
-    try:
-        overrides = overrides_from_args(args)
-        kind = args.method
-        if args.budget is not None:
-            if kind == "rsgdxy":
-                raise ValueError("Invalid budget: rsgdxy already means per-replica")
-            overrides["budget"] = args.budget
-        cfg = preset_config(args.preset, kind, seed=args.seed, **overrides)
-        out = args.out or str(Path("runs") / args.preset / f"{kind}-s{args.seed}")
-        summary = train(
-            cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress
-        )
-    except (ValueError, RunError) as e:
-        _cli_error(prog, str(e))
-        return getattr(e, "exit_code", 2)
-    except KeyboardInterrupt:
-        _cli_error(prog, "interrupted; resume with --resume auto")
-        return 130
+    overrides = overrides_from_args(args)
+    kind = args.method
+    if args.budget is not None:
+        if kind == "rsgdxy":
+            raise ValueError("Invalid budget: rsgdxy already means per-replica")
+        overrides["budget"] = args.budget
+    cfg = preset_config(args.preset, kind, seed=args.seed, **overrides)
+    out = args.out or str(Path("runs") / args.preset / f"{kind}-s{args.seed}")
+    summary = train(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress)
     print(
         f"{summary.label} seed {summary.seed}: test error {100 * summary.test_error:.2f}% "
         f"after {summary.epochs} epochs ({summary.steps} steps, {summary.train_seconds:.0f} s, "
@@ -1054,28 +1218,20 @@ def cli_train(args) -> int:
 
 
 def cli_compare(args) -> int:
-    """``wideflat compare``: the study; prints the table. Exit codes as :func:`cli_train`."""
+    """``wideflat compare``: the study; prints the table. Errors as :func:`cli_train`."""
     from .config import overrides_from_args
 
-    prog = "wideflat compare"
-    try:
-        overrides = overrides_from_args(args)
-        out = args.out or str(Path("runs") / args.preset)
-        table = compare(
-            args.preset,
-            args.methods,
-            args.seeds,
-            out,
-            overrides=overrides,
-            device=args.device,
-            progress=not args.no_progress,
-        )
-    except (ValueError, RunError) as e:
-        _cli_error(prog, str(e))
-        return getattr(e, "exit_code", 2)
-    except KeyboardInterrupt:
-        _cli_error(prog, "interrupted; run the same command again to continue")
-        return 130
+    overrides = overrides_from_args(args)
+    out = args.out or str(Path("runs") / args.preset)
+    table = compare(
+        args.preset,
+        args.methods,
+        args.seeds,
+        out,
+        overrides=overrides,
+        device=args.device,
+        progress=not args.no_progress,
+    )
     print(table)
     print(f"table, plots and run folders in {out}")
     return 0
