@@ -31,7 +31,7 @@ from wideflat.experiments import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("sgd", "esgd", "rsgd", "rsgdxy", "sam")
-TIMING = ("seconds", "wall", "time", "images_per_s")
+TIMING = ("seconds", "wall", "time", "images_per_s", "elapsed", "started", "finished")
 
 
 def _fake_fashion(folder: Path) -> str:
