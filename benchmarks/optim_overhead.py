@@ -133,6 +133,18 @@ def compare(name: str, baseline, variant, rounds: int) -> float:
     return ratio
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, as lscpu shows it), else the platform's."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -156,7 +168,7 @@ def main(argv=None) -> None:
     net = create_model(args.model, num_classes=10, in_channels=3, image_size=32).to(DEVICE)
     n_params = sum(p.numel() for p in net.parameters())
     print(
-        f"wideflat optimizer overhead | {platform.processor() or platform.machine()}, "
+        f"wideflat optimizer overhead | {cpu_model()}, "
         f"torch {torch.__version__}, {DEVICE}, {args.threads} thread(s), {args.clock} clock | "
         f"{args.model} "
         f"({n_params / 1e6:.2f}M params), batch {args.batch}, {args.rounds} rounds, medians"

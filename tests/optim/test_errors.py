@@ -10,6 +10,7 @@ from _problems import LinearModel, Stream, mse
 from test_contract import assert_state_equal
 
 from wideflat.optim import (
+    SAM,
     EntropySGD,
     ExponentialGamma,
     MissingClosureError,
@@ -56,6 +57,19 @@ ERROR_TABLE = [
     (rsgd(lr=0.5, gamma=1.0, coupling_every=2), "lr * coupling_every * gamma"),
     (rsgd(base=torch.optim.Adam, momentum=0.9), "momentum"),
     (lambda model: ReplicatedSGD([model.weight], lr=0.1, y=2), "replicas"),
+    # finite, but inf once cast into a float32 kernel (the float32 maximum is ~3.4e38)
+    (esgd(lr=1e39), "lr"),
+    (esgd(weight_decay=1e300), "weight_decay"),
+    (esgd(gamma=1e300), "gamma"),
+    (esgd(inner_lr=1e39, gamma=0.0), "inner_lr"),
+    (esgd(noise=1e39), "noise"),
+    (rsgd(lr=1e39), "lr"),
+    (rsgd(gamma=1e300), "gamma"),
+    (lambda model: SAM(model.parameters(), rho=1e39, lr=0.1), "rho"),
+    # maximize concerns both eSGD loops: one switch, and both optimizers must support it
+    (esgd(inner_kwargs={"maximize": True}), "inner_kwargs"),
+    (esgd(outer_kwargs={"maximize": True}), "outer_kwargs"),
+    (esgd(maximize=True, inner=torch.optim.LBFGS), "maximize"),
 ]
 
 
@@ -148,3 +162,168 @@ def test_non_finite_loss_names_the_replica_and_changes_nothing():
     for key, value in opt.replicas.state_dict().items():
         assert torch.equal(value, params[key])
     assert_state_equal(opt.state_dict(), state)
+
+
+class Interrupted(Exception):
+    """Stands for any error a closure may raise (a data error, a failed transform...)."""
+
+
+def _esgd_run(model, **kw):
+    return EntropySGD(
+        model.parameters(),
+        lr=0.5,
+        inner_lr=0.05,
+        inner_steps=4,
+        gamma=0.1,
+        momentum=0.9,
+        noise=1e-2,
+        seed=3,
+        **kw,
+    )
+
+
+def _closure(model, batches, fail_at=None, exc=None):
+    """Inner call k uses batches[k]; call ``fail_at`` (1-based) raises ``exc`` instead."""
+    calls = iter(range(1, len(batches) + 1))
+
+    def closure():
+        k = next(calls)
+        if k == fail_at:
+            raise exc("the loader ran out")
+        loss = mse(model, batches[k - 1])
+        loss.backward()
+        return loss
+
+    return closure
+
+
+@pytest.mark.parametrize("exc", [StopIteration, KeyboardInterrupt, Interrupted])
+@pytest.mark.parametrize("fail_at", [1, 3, 4])  # L = 4: the first, a middle and the last call
+def test_closure_exception_rolls_back_entropy_sgd_and_the_retry_is_uninterrupted(exc, fail_at):
+    stream = Stream(0)
+    batches = [[stream.batch() for _ in range(4)] for _ in range(3)]  # per outer step
+    interrupted, reference = LinearModel(), LinearModel()
+    opt, ref = _esgd_run(interrupted), _esgd_run(reference)
+    for step in range(3):
+        if step == 1:
+            params = copy.deepcopy(interrupted.state_dict())
+            state = copy.deepcopy(opt.state_dict())
+            with pytest.raises(exc, match="loader ran out"):
+                opt.step(_closure(interrupted, batches[step], fail_at, exc))
+            for key, value in interrupted.state_dict().items():
+                assert torch.equal(value, params[key]), key
+            assert all(p.grad is None for p in interrupted.parameters())
+            assert_state_equal(opt.state_dict(), state)
+        opt.step(_closure(interrupted, batches[step]))
+        ref.step(_closure(reference, batches[step]))
+        for p, q in zip(interrupted.parameters(), reference.parameters(), strict=True):
+            assert torch.equal(p, q), step
+    assert_state_equal(opt.state_dict(), ref.state_dict())
+
+
+@pytest.mark.parametrize("bad_call", [1, 4])  # L = 4: the last call's gradient too
+def test_nan_gradient_with_a_finite_loss_rolls_back_entropy_sgd(bad_call):
+    model = LinearModel()
+    opt = _esgd_run(model)
+    opt.step(_closure(model, [Stream(1).batch() for _ in range(4)]))  # some state first
+    params = copy.deepcopy(model.state_dict())
+    state = copy.deepcopy(opt.state_dict())
+    stream, calls = Stream(2), []
+
+    def closure():
+        calls.append(1)
+        loss = mse(model, stream.batch())
+        loss.backward()
+        if len(calls) == bad_call:
+            model.weight.grad[0, 0] = float("nan")  # injected: the loss stays finite
+        return loss
+
+    with pytest.raises(NonFiniteLossError, match="non-finite"):
+        opt.step(closure)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, params[key]), key
+    assert_state_equal(opt.state_dict(), state)
+
+
+def test_nan_gradient_on_the_last_inner_call_names_the_parameter():
+    model = LinearModel()
+    opt = _esgd_run(model)
+    stream, calls = Stream(2), []
+
+    def closure():
+        calls.append(1)
+        loss = mse(model, stream.batch())
+        loss.backward()
+        if len(calls) == 4:
+            model.bias.grad[1] = float("inf")
+        return loss
+
+    with pytest.raises(NonFiniteLossError, match="param 1 after the 4 inner steps"):
+        opt.step(closure)
+
+
+def _sparse_problem():
+    """Parameters [linear.weight, linear.bias, embedding.weight]; the embedding's grad is sparse."""
+    emb, lin = torch.nn.Embedding(10, 3, sparse=True), torch.nn.Linear(3, 1)
+
+    def closure():
+        loss = lin(emb(torch.tensor([1, 2, 7]))).pow(2).mean()
+        loss.backward()
+        return loss
+
+    return [*lin.parameters(), emb.weight], closure
+
+
+@pytest.mark.parametrize("kind", ["esgd", "sam"])
+def test_sparse_gradient_is_refused_naming_the_parameter_and_nothing_changes(kind):
+    params, closure = _sparse_problem()
+    if kind == "esgd":
+        opt = EntropySGD(params, lr=0.1, inner_lr=0.1, momentum=0.9, seed=0)
+    else:
+        opt = SAM(params, rho=0.05, lr=0.1, momentum=0.9)
+    before = [p.detach().clone() for p in params]
+    with pytest.raises(ValueError, match="Invalid param 2: sparse gradients"):
+        opt.step(closure)
+    assert all(torch.equal(p, b) for p, b in zip(params, before, strict=True))
+
+
+@pytest.mark.parametrize("kind", ["esgd", "sam"])
+def test_meta_device_parameters_are_refused_naming_the_parameter(kind):
+    params = [
+        torch.nn.Parameter(torch.zeros(2)),
+        *torch.nn.Linear(3, 1, device="meta").parameters(),
+    ]
+    with pytest.raises(ValueError, match="Invalid param 1: a meta-device tensor"):
+        if kind == "esgd":
+            EntropySGD(params, lr=0.1, inner_lr=0.1)
+        else:
+            SAM(params, lr=0.1)
+
+
+@pytest.mark.parametrize("kind", ["esgd", "sam"])
+def test_a_bad_parameter_in_a_later_group_is_named_by_its_overall_index(kind):
+    first = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3))]
+    bad = torch.nn.Parameter(torch.zeros(2, device="meta"))
+    opt = EntropySGD(first, lr=0.1, inner_lr=0.1) if kind == "esgd" else SAM(first, lr=0.1)
+    with pytest.raises(ValueError, match="Invalid param 2: a meta-device tensor"):
+        opt.add_param_group({"params": [bad]})
+    with pytest.raises(ValueError, match="Invalid param 2: a meta-device tensor"):
+        if kind == "esgd":
+            EntropySGD([{"params": first}, {"params": [bad]}], lr=0.1, inner_lr=0.1)
+        else:
+            SAM([{"params": first}, {"params": [bad]}], lr=0.1)
+
+
+def test_huge_but_finite_parameters_are_not_reported_as_non_finite():
+    """‖w‖₂ overflows float32 here (the fast check's inf), yet every entry is finite."""
+    w = torch.nn.Parameter(torch.full((4,), 1e30))
+    opt = EntropySGD([w], lr=0.1, inner_lr=0.1, inner_steps=2, noise=0.0)
+
+    def closure():
+        loss = (w * 0).sum()
+        loss.backward()
+        return loss
+
+    assert not torch.isfinite(torch.linalg.vector_norm(w.detach()))
+    opt.step(closure)
+    assert torch.equal(w.detach(), torch.full((4,), 1e30))

@@ -7,8 +7,9 @@ import copy
 import pytest
 import torch
 from _problems import LinearModel, Stream, mse
+from test_contract import assert_state_equal
 
-from wideflat.optim import EntropySGD, ReplicatedSGD
+from wideflat.optim import EntropySGD, ReplicatedSGD, auto_gamma0_esgd
 
 SGD_SETTINGS = [
     dict(momentum=0.0, weight_decay=0.0),
@@ -336,3 +337,76 @@ def test_degenerate_params_stay_unchanged(kind):
     for name, value in model.state_dict().items():
         assert torch.equal(value, before[name]), name
         assert not torch.isnan(value).any()
+
+
+def test_progressive_unfreezing_with_add_param_group_equals_a_group_frozen_until_then():
+    """A group added after 2 steps (own lr) trains as if it had been there, frozen."""
+    common = dict(lr=0.5, inner_lr=0.05, inner_steps=3, gamma=0.1, momentum=0.9, seed=5)
+    early, late = LinearModel(), LinearModel()
+    early.bias.requires_grad_(False)
+    opt_early = EntropySGD(
+        [{"params": [early.weight]}, {"params": [early.bias], "lr": 0.2}], **common
+    )
+    opt_late = EntropySGD([late.weight], **common)
+    streams = [Stream(8), Stream(8)]
+    for step in range(5):
+        if step == 2:
+            early.bias.requires_grad_(True)
+            opt_late.add_param_group({"params": [late.bias], "lr": 0.2})
+        for opt, model, stream in ((opt_early, early, streams[0]), (opt_late, late, streams[1])):
+
+            def closure(model=model, stream=stream):
+                loss = mse(model, stream.batch())
+                loss.backward()
+                return loss
+
+            opt.step(closure)
+        assert torch.equal(early.weight, late.weight) and torch.equal(early.bias, late.bias)
+    assert opt_late.param_groups[1]["lr"] == 0.2 and opt_late.inner.param_groups[1]["lr"] == 0.05
+
+
+@pytest.mark.parametrize("settings", SGD_SETTINGS, ids=str)
+def test_esgd_maximize_is_minimizing_the_negated_loss_bit_for_bit(settings):
+    """maximize=True on L ≡ EntropySGD on −L: the coupling still attracts w' to w."""
+    common = dict(lr=0.5, inner_lr=0.05, inner_steps=3, gamma=0.2, noise=1e-2, seed=2)
+    up, down = LinearModel(), LinearModel()
+    opt_up = EntropySGD(up.parameters(), maximize=True, **common, **settings)
+    opt_down = EntropySGD(down.parameters(), **common, **settings)
+    streams = [Stream(4), Stream(4)]
+    for _ in range(6):
+        for opt, model, stream, sign in (
+            (opt_up, up, streams[0], 1),
+            (opt_down, down, streams[1], -1),
+        ):
+
+            def closure(model=model, stream=stream, sign=sign):
+                loss = sign * mse(model, stream.batch())
+                loss.backward()
+                return loss
+
+            opt.step(closure)
+    for p, q in zip(up.parameters(), down.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_auto_gamma0_esgd_with_langevin_noise_leaves_everything_as_it_was():
+    """The probe inner loop runs outside step() (grad mode on) and must still be no-grad."""
+    model = LinearModel()
+    opt = EntropySGD(
+        model.parameters(), lr=0.5, inner_lr=0.05, inner_steps=3, momentum=0.9, noise=1e-2, seed=1
+    )
+    stream = Stream(3)
+
+    def closure():
+        loss = mse(model, stream.batch())
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    params = copy.deepcopy(model.state_dict())
+    state = copy.deepcopy(opt.state_dict())
+    gamma0 = auto_gamma0_esgd(opt, closure)
+    assert gamma0 > 0
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, params[key]), key
+    assert_state_equal(opt.state_dict(), state)

@@ -1,7 +1,9 @@
 """SAM: ρ = 0 is the base optimizer bit for bit, a hand-computed step, state round trip, errors."""
 
+import copy
 import io
 import math
+import pickle
 
 import pytest
 import torch
@@ -134,3 +136,103 @@ def test_registered_and_lowers_the_loss():
         last = float(opt.step(_closure(model, x, t)))
     assert last < first
     assert "SAM(base=SGD" in repr(opt)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copy_keeps_its_base_optimizer_and_steps_like_the_original(how):
+    model = _net()
+    opt = SAM(model.parameters(), rho=0.05, lr=0.1, momentum=0.9)
+    batches = _batches(5)
+    for x, t in batches[:2]:
+        opt.step(_closure(model, x, t))
+    pair = (
+        copy.deepcopy((model, opt))
+        if how == "deepcopy"
+        else pickle.loads(pickle.dumps((model, opt)))
+    )
+    model_c, opt_c = pair
+    assert opt_c.base.param_groups is opt_c.param_groups and opt_c.base.state is opt_c.state
+    assert next(iter(opt_c.state.values()))["momentum_buffer"] is not None
+    for x, t in batches[2:]:
+        opt.step(_closure(model, x, t))
+        opt_c.step(_closure(model_c, x, t))
+    for p, q in zip(model.parameters(), model_c.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_two_param_groups_share_one_global_perturbation_norm():
+    """Foret et al.: ε = ρ g / ‖g‖ with one norm over all parameters, however grouped."""
+    kw = dict(rho=0.1, lr=0.1, momentum=0.9)
+    one, two = _net(), _net()
+    opt_one = SAM(one.parameters(), **kw)
+    opt_two = SAM([{"params": two[0].parameters()}, {"params": two[2].parameters()}], **kw)
+    for x, t in _batches(4):
+        opt_one.step(_closure(one, x, t))
+        opt_two.step(_closure(two, x, t))
+    for p, q in zip(one.parameters(), two.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_maximize_is_minimizing_the_negated_loss_bit_for_bit():
+    """maximize=True on L ≡ minimizing −L: the perturbation goes to the lowest point."""
+    up, down = _net(), _net()
+    opt_up = SAM(up.parameters(), rho=0.05, lr=0.05, momentum=0.9, maximize=True)
+    opt_down = SAM(down.parameters(), rho=0.05, lr=0.05, momentum=0.9)
+    for x, t in _batches(4):
+        opt_up.step(_closure(up, x, t))
+
+        def negated(x=x, t=t):
+            loss = -torch.nn.functional.mse_loss(down(x), t)
+            loss.backward()
+            return loss
+
+        opt_down.step(negated)
+    for p, q in zip(up.parameters(), down.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_nan_gradient_at_the_perturbed_point_changes_nothing():
+    model = _net()
+    opt = SAM(model.parameters(), rho=0.05, lr=0.1, momentum=0.9)
+    x, t = _batches(1)[0]
+    opt.step(_closure(model, x, t))  # some momentum first
+    before = [p.detach().clone() for p in model.parameters()]
+    state = copy.deepcopy(opt.state_dict())
+    calls = []
+
+    def closure():
+        calls.append(1)
+        loss = torch.nn.functional.mse_loss(model(x), t)
+        loss.backward()
+        if len(calls) == 2:
+            model[0].bias.grad[0] = float("nan")  # injected: the loss stays finite
+        return loss
+
+    with pytest.raises(NonFiniteLossError, match="non-finite gradient at w \\+ eps"):
+        opt.step(closure)
+    assert all(torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+    after = opt.state_dict()
+    for key, value in state["state"].items():
+        assert torch.equal(value["momentum_buffer"], after["state"][key]["momentum_buffer"])
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
+def test_closure_raising_at_the_perturbed_point_restores_w(exc):
+    model = _net()
+    opt = SAM(model.parameters(), rho=0.5, lr=0.1)
+    x, t = _batches(1)[0]
+    before = [p.detach().clone() for p in model.parameters()]
+    calls = []
+
+    def closure():
+        calls.append(1)
+        if len(calls) == 2:
+            raise exc("interrupted")
+        loss = torch.nn.functional.mse_loss(model(x), t)
+        loss.backward()
+        return loss
+
+    with pytest.raises(exc, match="interrupted"):
+        opt.step(closure)
+    assert all(torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+    assert all(p.grad is None for p in model.parameters())

@@ -7,6 +7,9 @@ import math
 from typing import Any
 
 import torch
+from torch.optim.optimizer import required
+
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 def non_negative(name: str, value: float) -> float:
@@ -19,6 +22,10 @@ def non_negative(name: str, value: float) -> float:
         raise ValueError(f"Invalid {name}: {value!r} (expected a number)")
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"Invalid {name}: {value} (expected a finite value >= 0)")
+    if value > FLOAT32_MAX:  # finite here, but inf once torch casts it into a float32 kernel
+        raise ValueError(
+            f"Invalid {name}: {value} (expected a value <= {FLOAT32_MAX:.7g}, the float32 maximum)"
+        )
     return value
 
 
@@ -65,15 +72,29 @@ def coupling_step(name: str, step_size: float) -> None:
         )
 
 
-def real_dense_params(params: list[torch.Tensor]) -> None:
-    """Reject complex or sparse parameters, naming the parameter index."""
-    for i, p in enumerate(params):
-        if not isinstance(p, torch.Tensor):
-            raise ValueError(f"Invalid param {i}: {type(p).__name__} is not a tensor")
+def real_dense_params(params: list[torch.Tensor], start: int = 0) -> None:
+    """Reject complex, sparse or meta-device parameters, naming the parameter index.
+
+    ``start`` is the index of ``params[0]`` among all the optimizer's parameters.
+    """
+    dense_params(params, start)
+    for i, p in enumerate(params, start):
         if p.is_complex():
             raise ValueError(f"Invalid param {i}: complex parameters are not supported")
-        if p.is_sparse:
+
+
+def dense_params(params: list[torch.Tensor], start: int = 0) -> None:
+    """Reject non-tensors, sparse and meta-device (data-less) parameters, naming the index."""
+    for i, p in enumerate(params, start):
+        if not isinstance(p, torch.Tensor):
+            raise ValueError(f"Invalid param {i}: {type(p).__name__} is not a tensor")
+        if p.layout != torch.strided:
             raise ValueError(f"Invalid param {i}: sparse parameters are not supported")
+        if p.is_meta:
+            raise ValueError(
+                f"Invalid param {i}: a meta-device tensor holds no data; materialize the model "
+                "first (e.g. model.to_empty(device=...) and initialize it)"
+            )
 
 
 def base_kwargs(cls: type, values: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
@@ -103,3 +124,64 @@ def finite_loss(loss) -> bool:
     if isinstance(loss, torch.Tensor):
         return bool(torch.isfinite(loss).all())
     return math.isfinite(float(loss))
+
+
+def dense_grad(index: int, grad: torch.Tensor) -> None:
+    """Reject a sparse gradient (e.g. ``nn.Embedding(sparse=True)``), naming the parameter."""
+    if grad.layout != torch.strided:
+        raise ValueError(
+            f"Invalid param {index}: sparse gradients ({grad.layout}) are not supported; "
+            "use a dense layer (e.g. nn.Embedding(sparse=False))"
+        )
+
+
+def all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether every element of every tensor is finite, with one sync per device.
+
+    Fast path: one fused ``‖t‖₂`` per tensor (``torch._foreach_norm``); the norm is finite
+    unless ``t`` holds a NaN/inf or its sum of squares overflows. Only in those cases are the
+    tensors checked element-wise, so huge but finite values are never reported.
+    """
+    buckets: dict[tuple, list[torch.Tensor]] = {}
+    for t in tensors:
+        if t.numel():
+            buckets.setdefault((t.device, t.dtype), []).append(t)
+    for (_, dtype), ts in buckets.items():
+        low = dtype in (torch.float16, torch.bfloat16)  # accumulate in float32
+        norms = torch._foreach_norm(ts, 2, dtype=torch.float32 if low else None)
+        if not bool(torch.stack(norms).isfinite().all()) and first_nonfinite(ts) is not None:
+            return False
+    return True
+
+
+def first_nonfinite(tensors: list[torch.Tensor]) -> int | None:
+    """Index of the first tensor holding a NaN or an infinity (element-wise; slow path)."""
+    for i, t in enumerate(tensors):
+        if not bool(torch.isfinite(t).all()):
+            return i
+    return None
+
+
+def fill_group_defaults(groups: list[dict[str, Any]], defaults: dict[str, Any]) -> None:
+    """Give every group each key of ``defaults`` it lacks (in place), as ``add_param_group`` does.
+
+    For a wrapper whose groups are shared with a wrapped optimizer: groups added later, or
+    loaded from a state_dict saved before the wrapped class gained a key (e.g. SGD's
+    ``maximize``, ``foreach``, ``fused``, ``differentiable``), then still step.
+    """
+    for group in groups:
+        for key, value in defaults.items():
+            if value is not required:
+                group.setdefault(key, value)
+
+
+def step_without_hooks(optimizer: torch.optim.Optimizer, *args: Any) -> Any:
+    """``optimizer.step(*args)`` without torch's step hooks (global or the optimizer's own).
+
+    For wrappers: hooks registered with ``register_optimizer_step_pre_hook``/``post_hook``
+    then fire once per step of the wrapper, not again for each wrapped optimizer it steps.
+    """
+    step = type(optimizer).step
+    if getattr(step, "hooked", False):  # torch's profile_hook_step wrapper
+        step = step.__wrapped__
+    return step(optimizer, *args)

@@ -13,6 +13,8 @@ from .. import _rng
 from . import _validate as check
 from .errors import MissingClosureError, NonFiniteLossError
 
+__all__ = ["EntropySGD"]
+
 _SGD_KEYS = ("momentum", "dampening", "nesterov", "weight_decay")
 
 
@@ -57,13 +59,24 @@ class EntropySGD(Optimizer):
         noise: Langevin noise scale ε (the paper uses 1e-4).
         momentum, dampening, nesterov, weight_decay: SGD settings used by both loops
             (passed to any other optimizer class that accepts them).
+        maximize: maximize the closure's objective; exactly equivalent to minimizing its
+            negative (the coupling keeps pulling w' towards w, the outer step towards μ).
+            Both optimizer classes must accept ``maximize``.
         outer, inner: optimizer classes for the two updates (default ``torch.optim.SGD``).
         outer_kwargs, inner_kwargs: extra keyword arguments for those classes; they win
             over the shared settings (e.g. ``inner_kwargs={"weight_decay": 0}``).
         seed: seed of the Langevin-noise generator (default: drawn from torch's global RNG).
-        check_finite: verify each closure loss is finite; on a NaN/inf the step is rolled
-            back (parameters and every optimizer state as before) and
-            :class:`~wideflat.optim.errors.NonFiniteLossError` is raised.
+        check_finite: verify each closure loss, and the parameters once after the inner
+            loop (one fused check, which catches a NaN/inf gradient behind a finite loss);
+            on a NaN/inf the step is rolled back (parameters and every optimizer state as
+            before) and :class:`~wideflat.optim.errors.NonFiniteLossError` is raised.
+
+    A step is all or nothing: whatever interrupts the inner loop (a NaN, an exception
+    from the closure such as ``StopIteration`` from an exhausted loader, ``Ctrl-C``)
+    leaves the parameters, both optimizers' states and the noise generator as they were,
+    so the next step is the one an uninterrupted run would take. Step hooks (the
+    optimizer's own and torch's global ones) fire once per outer step; the wrapped
+    optimizers' hooks are not called.
 
     Example:
         >>> import torch
@@ -101,6 +114,7 @@ class EntropySGD(Optimizer):
         dampening: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,
+        maximize: bool = False,
         outer: type[Optimizer] = torch.optim.SGD,
         inner: type[Optimizer] = torch.optim.SGD,
         outer_kwargs: dict[str, Any] | None = None,
@@ -116,11 +130,20 @@ class EntropySGD(Optimizer):
         check.non_negative("noise", noise)
         check.sgd_settings(momentum, dampening, nesterov, weight_decay)
         check.coupling_step("inner_lr * gamma", inner_lr * gamma)
-        for name, cls in (("outer", outer), ("inner", inner)):
+        for name, cls, kwargs in (("outer", outer, outer_kwargs), ("inner", inner, inner_kwargs)):
             if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
                 raise ValueError(f"Invalid {name}: {cls!r} is not a torch.optim.Optimizer class")
+            if "maximize" in (kwargs or {}):
+                raise ValueError(
+                    f"Invalid {name}_kwargs: 'maximize' concerns both loops (the coupling and "
+                    "the outer step change sign with it); pass maximize=True to EntropySGD"
+                )
         shared = dict(
-            momentum=momentum, dampening=dampening, nesterov=nesterov, weight_decay=weight_decay
+            momentum=momentum,
+            dampening=dampening,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            maximize=bool(maximize),
         )
         outer_args = check.base_kwargs(outer, shared, outer_kwargs)
         self._inner_args = check.base_kwargs(inner, shared, inner_kwargs)
@@ -135,7 +158,7 @@ class EntropySGD(Optimizer):
             **{k: v for k, v in outer_args.items() if k != "lr"},
         )
         super().__init__(params, defaults)
-        check.real_dense_params([p for g in self.param_groups for p in g["params"]])
+        check.real_dense_params(self._params())
         # Wrap, don't fork: the outer optimizer shares our groups (lr, momentum, schedulers
         # act on it); its per-parameter state is its own and nests in our state_dict, since
         # optimizers such as Adam initialize a parameter's state only while it is empty.
@@ -149,9 +172,15 @@ class EntropySGD(Optimizer):
         self.check_finite = check_finite
         self._noise = _rng.DeviceGenerators(_rng.seed_from_global() if seed is None else seed)
         self._steps = 0
+        self._scratch: _Scratch | None = None
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
 
     def _inner_group(self, group: dict[str, Any]) -> dict[str, Any]:
         # A group's own SGD settings reach the inner optimizer, unless inner_kwargs set them.
+        if group.get("maximize") and "maximize" not in self._inner_args:
+            raise ValueError("Invalid maximize: True, but the inner optimizer has no maximize")
         shared = {k: group[k] for k in _SGD_KEYS if k in group and k in self._inner_args}
         return {
             **self._inner_args,
@@ -163,11 +192,16 @@ class EntropySGD(Optimizer):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
-        if hasattr(self, "inner"):  # groups added after construction reach both loops
+        if "inner" in self.__dict__:  # a group added after construction reaches both loops
+            start = sum(len(g["params"]) for g in self.param_groups[:-1])
+            check.real_dense_params(self.param_groups[-1]["params"], start)
+            # The outer optimizer steps our groups: give the new one its keys (fused, ...).
+            check.fill_group_defaults(self.param_groups[-1:], self.outer.defaults)
             self.inner.add_param_group(self._inner_group(self.param_groups[-1]))
 
     def __getstate__(self) -> dict[str, Any]:
-        # torch.optim.Optimizer pickles only defaults/state/groups; keep our parts too.
+        # torch.optim.Optimizer pickles only defaults/state/groups; keep our parts too
+        # (not the scratch buffers, rebuilt on the next step).
         extra = (
             "outer",
             "inner",
@@ -181,6 +215,7 @@ class EntropySGD(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self._scratch = None
         if "outer" in self.__dict__:  # re-share after load_state_dict / unpickling
             self.outer.param_groups = self.param_groups
 
@@ -203,6 +238,9 @@ class EntropySGD(Optimizer):
         self.outer.load_state_dict(outer_sd)
         self.outer.param_groups = self.param_groups  # one list of groups, ours
         self.inner.load_state_dict(inner_sd)
+        # A state saved before torch added a key (maximize, foreach, fused, ...) lacks it.
+        check.fill_group_defaults(self.param_groups, {**self.outer.defaults, **self.defaults})
+        check.fill_group_defaults(self.inner.param_groups, self.inner.defaults)
         self._steps = int(extra["steps"])
         self._noise.load_state_dict(extra["noise_rng"])
 
@@ -225,47 +263,75 @@ class EntropySGD(Optimizer):
     def _run_inner(self, closure: Callable, gamma_override: float | None = None):
         """Run the L inner steps from w; the parameters end at w'.
 
-        Returns (first loss, params, anchors w, means μ, indices of params that got a grad).
+        Returns (first loss, params, anchors w, means μ, indices of params that got a grad);
+        w and μ live in scratch buffers that the next call reuses.
 
-        On a non-finite loss everything this call changed is restored before raising.
+        If the closure raises, a gradient is sparse or (with ``check_finite``) a loss or a
+        parameter is not finite, everything this call changed (parameters, gradients, inner
+        optimizer state, noise generator) is restored before the exception propagates.
         """
         steps = {g["inner_steps"] for g in self.param_groups}
         if len(steps) != 1:
             raise ValueError(f"Invalid inner_steps: groups disagree ({sorted(steps)}); one closure")
         n_inner = steps.pop()
-        params = [p for g in self.param_groups for p in g["params"]]
-        with torch.no_grad():
-            anchors = [p.detach().clone() for p in params]  # w
-            means = [a.clone() for a in anchors]  # μ
-        saved = self._snapshot() if self.check_finite else None
+        params = self._params()
+        scratch = self._scratch
+        if scratch is None or not scratch.fits(params):
+            scratch = self._scratch = _Scratch(params)
+        anchors, means = scratch.anchors, scratch.means
+        if params:
+            with torch.no_grad():
+                torch._foreach_copy_(anchors, params)  # w
+                torch._foreach_copy_(means, params)  # μ
+        saved = self._snapshot()
         for inner_group, group in zip(self.inner.param_groups, self.param_groups, strict=True):
             inner_group["lr"] = group["inner_lr"]
+            if "maximize" in inner_group:
+                inner_group["maximize"] = group.get("maximize", False)
         touched: set[int] = set()
         first_loss = None
-        for step in range(n_inner):
-            for p in params:
-                p.grad = None
-            with torch.enable_grad():
-                loss = closure()
-            if self.check_finite and not check.finite_loss(loss):
-                self._restore(params, anchors, saved)
-                raise NonFiniteLossError(
-                    f"non-finite loss {float(loss)} from the closure at inner step {step + 1} "
-                    f"of {n_inner} (outer step {self._steps + 1}); the step was rolled back"
-                )
-            if first_loss is None:
-                first_loss = loss
-            with torch.no_grad():
-                _esgd_inner_update(
-                    self.param_groups,
-                    self.inner,
-                    params,
-                    anchors,
-                    means,
-                    touched,
-                    self._noise,
-                    gamma_override,
-                )
+        try:
+            for step in range(n_inner):
+                for p in params:
+                    p.grad = None
+                with torch.enable_grad():
+                    loss = closure()
+                if self.check_finite and not check.finite_loss(loss):
+                    raise NonFiniteLossError(
+                        f"non-finite loss {float(loss)} from the closure at inner step "
+                        f"{step + 1} of {n_inner} (outer step {self._steps + 1}); the step "
+                        "was rolled back"
+                    )
+                if step == 0:
+                    first_loss = loss
+                live = _with_grad(self.param_groups)
+                touched.update(i for idx in live for i in idx)
+                with torch.no_grad():  # also when called by auto_gamma0_esgd, outside step()
+                    _esgd_inner_update(
+                        self.param_groups,
+                        live,
+                        lambda: check.step_without_hooks(self.inner),
+                        params,
+                        anchors,
+                        means,
+                        scratch,
+                        self._noise,
+                        gamma_override,
+                    )
+            if self.check_finite:
+                # A NaN/inf gradient with a finite loss (or a non-finite update) stays in w'
+                # for the rest of the loop, so the final iterate shows it: one fused check.
+                moved = [params[i] for i in sorted(touched)]
+                if not check.all_finite(moved):
+                    bad = sorted(touched)[check.first_nonfinite(moved)]
+                    raise NonFiniteLossError(
+                        f"non-finite value in param {bad} after the {n_inner} inner steps of "
+                        f"outer step {self._steps + 1} (a NaN/inf gradient or update with a "
+                        "finite loss); the step was rolled back"
+                    )
+        except BaseException:  # StopIteration, KeyboardInterrupt, NaN, ...: undo, re-raise
+            self._restore(params, anchors, saved)
+            raise
         return first_loss, params, anchors, means, touched
 
     @torch.no_grad()
@@ -280,6 +346,15 @@ class EntropySGD(Optimizer):
 
         Returns:
             The first closure's return value: the loss at w before the step.
+
+        Raises:
+            MissingClosureError: no closure given.
+            NonFiniteLossError: a NaN/inf loss or parameter (``check_finite``).
+            ValueError: a sparse gradient.
+
+            On these, and on any exception from the closure (e.g. ``StopIteration`` from an
+            exhausted loader, ``KeyboardInterrupt``), the parameters and every state are
+            restored first, so the next step is the one an uninterrupted run would take.
         """
         if closure is None:
             raise MissingClosureError(
@@ -287,16 +362,27 @@ class EntropySGD(Optimizer):
                 "the loss, calls backward() and returns the loss"
             )
         first_loss, params, anchors, means, touched = self._run_inner(closure)
+        if not params:
+            self._steps += 1
+            return first_loss
         # Outer update: w ← outer_step(w, g = w − μ). Parameters that never received a
         # gradient in the inner loop keep grad None and are skipped, as torch optimizers do.
+        # With maximize the outer optimizer negates g, so it is handed μ − w instead.
         torch._foreach_copy_(params, anchors)
-        live = sorted(touched)
-        grads = torch._foreach_sub([anchors[i] for i in live], [means[i] for i in live])
-        for i, g in zip(live, grads, strict=True):
-            params[i].grad = g
+        grads = anchors  # the scratch copy of w is free now: g = w − μ in place
+        torch._foreach_sub_(grads, means)
+        offset = 0
+        for group in self.param_groups:
+            n = len(group["params"])
+            if group.get("maximize"):
+                torch._foreach_neg_(grads[offset : offset + n])
+            offset += n
+        for i in touched:
+            params[i].grad = grads[i]
+        self._scratch.means = [self.state[p].get("mean") for p in params]  # reused next step
         for p, mu in zip(params, means, strict=True):
             self.state[p]["mean"] = mu
-        self.outer.step()
+        check.step_without_hooks(self.outer)
         for p in params:
             p.grad = None
         self._steps += 1
@@ -312,8 +398,9 @@ class EntropySGD(Optimizer):
 
     def _restore(self, params, anchors, saved) -> None:
         with torch.no_grad():
-            for p, w in zip(params, anchors, strict=True):
-                p.copy_(w)
+            if params:
+                torch._foreach_copy_(params, anchors)
+            for p in params:
                 p.grad = None
         inner_state, noise_state = saved
         self.inner.state.clear()
@@ -321,45 +408,125 @@ class EntropySGD(Optimizer):
         self._noise.load_state_dict(noise_state)
 
 
-def _esgd_inner_update(groups, inner, params, anchors, means, touched, noise_gens, gamma_override):
+class _Scratch:
+    """Buffers reused from step to step (w, μ and the flat noise), never checkpointed.
+
+    Reusing them keeps the allocator quiet: fresh model-sized tensors at every step cost
+    page faults and cache misses comparable to the arithmetic itself on CPU.
+    """
+
+    def __init__(self, params: list[torch.Tensor]):
+        self.shapes = [(p.shape, p.dtype, p.device) for p in params]
+        self.anchors = [torch.empty_like(p) for p in params]
+        self.means: list[torch.Tensor | None] = [torch.empty_like(p) for p in params]
+        self.noise: dict[tuple, torch.Tensor] = {}  # flat N(0, I) buffer per (device, dtype)
+        self.views: dict[tuple, list[torch.Tensor]] = {}
+
+    def fits(self, params: list[torch.Tensor]) -> bool:
+        if len(params) != len(self.shapes):
+            return False
+        if any(s != (p.shape, p.dtype, p.device) for s, p in zip(self.shapes, params, strict=True)):
+            return False
+        # A mean handed to the optimizer state comes back as the next step's buffer; after
+        # a load_state_dict (or on the first step) it may be missing or of another kind.
+        self.means = [
+            m if _same_kind(m, p) else torch.empty_like(p)
+            for m, p in zip(self.means, params, strict=True)
+        ]
+        return True
+
+    def noise_views(self, key: tuple, params: list[torch.Tensor], index: tuple) -> list:
+        """[flat, views shaped like ``params``] over the first Σ numel entries of a buffer.
+
+        The buffer is kept only on CPU; on an accelerator the caching allocator makes a
+        fresh one cheap, and keeping it would hold a model-sized block through the closure.
+        """
+        keep = key[0].type == "cpu"
+        views = self.views.get(index) if keep else None
+        if views is None:
+            sizes = [p.numel() for p in params]
+            flat = self.noise.get(key)
+            if flat is None or flat.numel() < sum(sizes):
+                flat = torch.empty(sum(sizes), dtype=key[1], device=key[0])
+                if keep:
+                    self.noise[key] = flat
+                    self.views.clear()
+            flat = flat[: sum(sizes)]
+            views = [flat, *(x.view_as(p) for x, p in zip(flat.split(sizes), params, strict=True))]
+            if keep:
+                if len(self.views) >= 8:  # the set of parameters with a gradient keeps changing
+                    self.views.clear()
+                self.views[index] = views
+        return views
+
+
+def _same_kind(t: torch.Tensor | None, p: torch.Tensor) -> bool:
+    return t is not None and (t.shape, t.dtype, t.device) == (p.shape, p.dtype, p.device)
+
+
+def _with_grad(groups) -> list[list[int]]:
+    """Per group, the (flat) indices of the parameters that received a gradient."""
+    live, offset = [], 0
+    for group in groups:
+        idx = []
+        for i, p in enumerate(group["params"], offset):
+            if p.grad is not None:
+                check.dense_grad(i, p.grad)
+                idx.append(i)
+        live.append(idx)
+        offset += len(group["params"])
+    return live
+
+
+def _esgd_inner_update(
+    groups, live, inner_step, params, anchors, means, scratch, noise_gens, gamma_override
+):
     """One SGLD step on every group, in place on ``params`` (the w').
 
     g' = ∇L(w') + γ (w' − w); w' ← inner_step(w', g'); w' += √η' ε ξ; μ ← α μ + (1 − α) w'.
-    Lists are processed with foreach kernels, one call per group and device.
+    With ``maximize`` the inner optimizer negates g', so the coupling enters as −γ (w' − w):
+    the algorithm then maximizes L exactly as it minimizes −L. Lists are processed with
+    foreach kernels, one call per group.
     """
-    offset = 0
-    coupled = []
-    for group in groups:
-        n = len(group["params"])
-        idx = range(offset, offset + n)
-        offset += n
-        with_grad = [i for i in idx if params[i].grad is not None]
-        touched.update(with_grad)
+    for group, idx in zip(groups, live, strict=True):
         gamma = group["gamma"] if gamma_override is None else gamma_override
-        if gamma != 0 and with_grad:
+        if gamma != 0 and idx:
             # g' += γ (w' − w), as two in-place passes (no temporary the size of the model)
-            grads = [params[i].grad for i in with_grad]
-            torch._foreach_add_(grads, [params[i] for i in with_grad], alpha=gamma)
-            torch._foreach_add_(grads, [anchors[i] for i in with_grad], alpha=-gamma)
-        coupled.append((group, with_grad))
-    inner.step()
-    for group, with_grad in coupled:
-        if not with_grad:
-            continue
-        ps = [params[i] for i in with_grad]
+            gamma = -gamma if group.get("maximize") else gamma
+            grads = [params[i].grad for i in idx]
+            torch._foreach_add_(grads, [params[i] for i in idx], alpha=gamma)
+            torch._foreach_add_(grads, [anchors[i] for i in idx], alpha=-gamma)
+    inner_step()
+    _langevin_(groups, live, params, scratch, noise_gens)
+    for group, idx in zip(groups, live, strict=True):
+        if idx:
+            ps = [params[i] for i in idx]
+            torch._foreach_lerp_([means[i] for i in idx], ps, 1.0 - group["alpha"])
+
+
+def _langevin_(groups, live, params, scratch: _Scratch, gens: _rng.DeviceGenerators) -> None:
+    """w' += √η' ε ξ with ξ ~ N(0, I), on the parameters that received a gradient.
+
+    ξ is drawn with one ``normal_`` call per (device, dtype) into a flat buffer (kept on
+    CPU), in the order of the groups and parameters. Noise stream change, for the record:
+    with several groups this is one draw where earlier versions drew once per group; one
+    group gives ``torch.randn`` of the flat size, as before.
+    """
+    buckets: dict[tuple, list[tuple[int, float]]] = {}
+    for group, idx in zip(groups, live, strict=True):
         scale = math.sqrt(group["inner_lr"]) * group["noise"]
         if scale != 0:
-            _add_gaussian_(ps, scale, noise_gens)
-        torch._foreach_lerp_([means[i] for i in with_grad], ps, 1.0 - group["alpha"])
-
-
-def _add_gaussian_(params: list[torch.Tensor], scale: float, gens: _rng.DeviceGenerators) -> None:
-    """params += scale · N(0, I), one flat draw per (device, dtype) from the device's stream."""
-    buckets: dict[tuple, list[torch.Tensor]] = {}
-    for p in params:
-        buckets.setdefault((p.device, p.dtype), []).append(p)
-    for (device, dtype), ps in buckets.items():
-        sizes = [p.numel() for p in ps]
-        flat = torch.randn(sum(sizes), generator=gens.get(device), device=device, dtype=dtype)
-        pieces = [x.view_as(p) for x, p in zip(flat.split(sizes), ps, strict=True)]
-        torch._foreach_add_(ps, pieces, alpha=scale)
+            for i in idx:
+                p = params[i]
+                buckets.setdefault((p.device, p.dtype), []).append((i, scale))
+    for key, members in buckets.items():
+        ps = [params[i] for i, _ in members]
+        flat, *pieces = scratch.noise_views(key, ps, tuple(i for i, _ in members))
+        flat.normal_(generator=gens.get(key[0]))  # torch.randn's stream, no allocation
+        start = 0
+        while start < len(members):  # one foreach call per run of equal scales (per group)
+            scale, end = members[start][1], start
+            while end < len(members) and members[end][1] == scale:
+                end += 1
+            torch._foreach_add_(ps[start:end], pieces[start:end], alpha=scale)
+            start = end

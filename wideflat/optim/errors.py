@@ -1,9 +1,11 @@
 """Typed errors raised by wideflat's optimizers."""
 
+__all__ = ["MissingClosureError", "NonFiniteLossError"]
+
 
 class MissingClosureError(ValueError):
     """``step()`` was called without the closure the algorithm needs."""
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The closure returned a NaN or infinite loss; the step was rolled back."""
+    """A NaN or infinite loss, gradient or parameter appeared; the step was rolled back."""

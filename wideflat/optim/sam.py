@@ -2,6 +2,7 @@ r"""Sharpness-Aware Minimization (SAM) as a wrapper around any base optimizer.""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -11,18 +12,40 @@ from torch.optim import Optimizer
 from . import _validate as check
 from .errors import MissingClosureError, NonFiniteLossError
 
+__all__ = ["SAM"]
+
 
 @torch.no_grad()
 def _sam_perturbation(
-    params: list[torch.Tensor], grads: list[torch.Tensor], rho: float, adaptive: bool
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    rhos: list[float],
+    adaptive: list[bool],
 ) -> list[torch.Tensor]:
-    r"""ε = ρ s ⊙ g / ‖s ⊙ g‖₂ with s = |w| (adaptive, ASAM) or s = 1 (SAM); ε·s for ASAM."""
-    scaled = [g * p.abs() if adaptive else g for p, g in zip(params, grads, strict=True)]
+    r"""ε_i = ρ_i s_i ⊙ g_i / ‖s ⊙ g‖₂, s_i = |w_i| (adaptive, ASAM) or 1 (SAM); ε_i·s_i for ASAM.
+
+    ρ_i and the adaptive flag are those of parameter i's group; the norm is one, over all
+    parameters (as in Foret et al.), taken in float64. The tensors are real: the caller
+    passes a complex parameter as its ``view_as_real``, as torch's optimizers treat it.
+    A negative ρ gives the opposite point (used for ``maximize``).
+    """
+    scaled = [g * p.abs() if a else g for p, g, a in zip(params, grads, adaptive, strict=True)]
     norm = torch.linalg.vector_norm(
         torch.stack([torch.linalg.vector_norm(s.double()) for s in scaled])
     )
-    scale = rho / (float(norm) + 1e-12)
-    return [(s * p.abs() if adaptive else s) * scale for p, s in zip(params, scaled, strict=True)]
+    norm = float(norm)
+    if not math.isfinite(norm):
+        raise NonFiniteLossError(
+            f"non-finite gradient at w (norm {norm}) with a finite loss; nothing was updated"
+        )
+    return [
+        (s * p.abs() if a else s) * (rho / (norm + 1e-12))
+        for p, s, rho, a in zip(params, scaled, rhos, adaptive, strict=True)
+    ]
+
+
+def _real(t: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_real(t) if t.is_complex() else t
 
 
 class SAM(Optimizer):
@@ -38,10 +61,12 @@ class SAM(Optimizer):
     The closure is called **twice per step and must use the same minibatch both times**
     (unlike :class:`~wideflat.optim.EntropySGD`, whose closure draws a fresh one); gradients
     are cleared before each call. One step therefore costs two minibatch gradients. The
-    perturbation is global (one norm over all parameters, as in Foret et al.); ρ = 0
-    reproduces the base optimizer exactly. Deviation from the paper: none in the update;
-    BatchNorm running statistics are updated by both forward passes unless the closure
-    prevents it (the training runner freezes them on the second pass).
+    perturbation is global (one norm over all parameters of all groups, as in Foret et al.;
+    each group scales it by its own ρ); ρ = 0 reproduces the base optimizer exactly.
+    Deviation from the paper: none in the update; BatchNorm running statistics are updated
+    by both forward passes unless the closure prevents it (the training runner freezes them
+    on the second pass). Complex parameters count as their real view, as in torch's
+    optimizers. Step hooks fire once per SAM step (the base optimizer's are not called).
 
     Args:
         params: parameters or parameter groups (ignored when ``base`` is an instance).
@@ -96,6 +121,21 @@ class SAM(Optimizer):
         self.base.param_groups = self.param_groups
         self.base.state = self.state
 
+    def _params(self) -> list[torch.Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def _params_with_groups(self):
+        return [(p, g) for g in self.param_groups for p in g["params"]]
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)  # our defaults include the base's
+        start = sum(len(g["params"]) for g in self.param_groups[:-1])
+        check.dense_params(self.param_groups[-1]["params"], start)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # torch.optim.Optimizer pickles only defaults/state/groups; the base must come too.
+        return {**super().__getstate__(), "base": self.base}
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         if "base" in self.__dict__:  # re-share after load_state_dict / unpickling
@@ -106,6 +146,8 @@ class SAM(Optimizer):
         super().load_state_dict(state_dict)
         self.base.param_groups = self.param_groups
         self.base.state = self.state
+        # A state saved before torch added a key (maximize, foreach, fused, ...) lacks it.
+        check.fill_group_defaults(self.param_groups, self.defaults)
 
     def _clear_grads(self) -> None:
         for group in self.param_groups:
@@ -115,10 +157,17 @@ class SAM(Optimizer):
     def step(self, closure: Callable[[], Any] | None = None):  # type: ignore[override]
         """One SAM step; returns the loss of the first closure call (at w).
 
+        With ``maximize`` (a base optimizer setting) the perturbation points the other way,
+        ε = −ρ g/‖g‖, so maximizing L is exactly minimizing −L.
+
         Raises:
             MissingClosureError: no closure given.
-            NonFiniteLossError: a closure returned NaN/inf; the parameters are restored
-                and nothing is updated.
+            NonFiniteLossError: a closure returned NaN/inf, or a gradient is NaN/inf; the
+                parameters are restored and nothing is updated.
+            ValueError: a sparse gradient, naming the parameter.
+
+            If the closure raises, the parameters are restored before the exception
+            propagates; the base optimizer has not stepped.
         """
         if closure is None:
             raise MissingClosureError(
@@ -130,32 +179,48 @@ class SAM(Optimizer):
             loss = closure()
         if not check.finite_loss(loss):
             raise NonFiniteLossError(f"non-finite loss {float(loss)} at w; nothing was updated")
-        moved = []
-        with torch.no_grad():
-            for group in self.param_groups:
-                params = [p for p in group["params"] if p.grad is not None]
-                if group["rho"] == 0 or not params:
-                    continue
-                eps = _sam_perturbation(
-                    params, [p.grad for p in params], group["rho"], group["adaptive"]
-                )
-                # Keep w itself: (w + ε) − ε is not w bit for bit.
-                moved.append((params, [p.detach().clone() for p in params]))
-                for p, e in zip(params, eps, strict=True):
-                    p.add_(e)
-        self._clear_grads()
-        with torch.enable_grad():
-            second = closure()
-        with torch.no_grad():
-            for params, saved in moved:
-                for p, w in zip(params, saved, strict=True):
+        moved: list[tuple[torch.Tensor, torch.Tensor]] = []  # (parameter, its w)
+        try:
+            with torch.no_grad():
+                params, rhos, adaptive = [], [], []
+                for i, (p, group) in enumerate(self._params_with_groups()):
+                    if p.grad is not None:
+                        check.dense_grad(i, p.grad)
+                        params.append(p)
+                        rho = group["rho"]
+                        rhos.append(-rho if group.get("maximize") else rho)
+                        adaptive.append(group["adaptive"])
+                if params and any(rhos):
+                    grads = [_real(p.grad) for p in params]
+                    params = [_real(p.detach()) for p in params]
+                    eps = _sam_perturbation(params, grads, rhos, adaptive)
+                    for p, e, rho in zip(params, eps, rhos, strict=True):
+                        if rho != 0:
+                            # Keep w itself: (w + ε) − ε is not w bit for bit.
+                            moved.append((p, p.clone()))
+                            p.add_(e)
+            self._clear_grads()
+            with torch.enable_grad():
+                second = closure()
+        except BaseException:
+            self._clear_grads()
+            raise
+        finally:
+            with torch.no_grad():
+                for p, w in moved:
                     p.copy_(w)
         if not check.finite_loss(second):
             self._clear_grads()
             raise NonFiniteLossError(
                 f"non-finite loss {float(second)} at w + eps; nothing was updated"
             )
-        self.base.step()
+        grads = [p.grad for p in self._params() if p.grad is not None]
+        if not check.all_finite(grads):
+            self._clear_grads()
+            raise NonFiniteLossError(
+                "non-finite gradient at w + eps with a finite loss; nothing was updated"
+            )
+        check.step_without_hooks(self.base)
         return loss
 
     def __repr__(self) -> str:
