@@ -4,9 +4,10 @@ One rSGD epoch (``M // batch_size`` minibatch steps for every replica of every r
 timed three ways on the same synthetic teacher–student data and the same initial weights and
 minibatch permutations:
 
-* ``batched``: the trainer's own epoch function (``committee_train._sgd_epoch``): all
-  ``restarts × replicas`` networks are one tensor ``(R, y, K, N)``; on CPU the gradient is
-  computed over cache-sized blocks of restarts (``_CPU_BLOCK_BYTES``).
+* ``batched``: the trainer's own epoch function
+  (``wideflat.experiments.committee._batched.sgd_epoch``): all ``restarts × replicas``
+  networks are one tensor ``(R, y, K, N)``; on CPU the gradient is computed over cache-sized
+  blocks of restarts (``CPU_BLOCK_BYTES``).
 * ``batched-1block``: the same with all restarts in one block (what runs on a GPU).
 * ``loop-restarts``: a Python loop over restarts, the replicas of a restart batched.
 * ``loop-networks``: a Python loop over every network (restart, replica), one ``(K, N)``
@@ -32,13 +33,9 @@ import time
 
 import torch
 
-from wideflat.experiments import committee_train
-from wideflat.experiments.committee_train import (
-    _Population,
-    _sgd_epoch,
-    committee_preset,
-    restart_generator,
-)
+from wideflat.experiments.committee import _batched
+from wideflat.experiments.committee.presets import committee_preset
+from wideflat.experiments.committee.train import restart_generator
 from wideflat.models.committee import (
     _loss_and_grad_unchecked,
     committee_output,
@@ -66,14 +63,14 @@ def loop_epoch(w, gens, X, y, hp, epoch, per_network):
     """
     beta, omega, gamma = hp.beta(epoch), hp.omega(epoch), hp.gamma(epoch)
     b, steps = hp.batch_size, X.shape[0] // hp.batch_size
-    perms = draw_perms(gens, X.shape[0], hp.replicas, X.device)
+    perms = draw_perms(gens, X.shape[0], hp.y, X.device)
     for s in range(steps):
         new = []
         for r, wr in enumerate(w):
             center = wr.mean(dim=0, keepdim=True)
             if per_network:
                 rows = []
-                for a in range(hp.replicas):
+                for a in range(hp.y):
                     idx = perms[r][a][s * b : (s + 1) * b]
                     _, g = _loss_and_grad_unchecked(wr[a], X[idx], y[idx], beta, omega)
                     g = g + gamma * (wr[a] - center[0])
@@ -109,7 +106,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     dtype, device = getattr(torch, args.dtype), torch.device(args.device)
-    hp = committee_preset("rsgd-fast", {"replicas": args.replicas})
+    hp = committee_preset("rsgd-fast", {"y": args.replicas})
     X, y = make_data(args.N, args.K, args.M, dtype, device)
     R, Y = args.restarts, args.replicas
     w0 = torch.stack(
@@ -127,7 +124,7 @@ def main() -> None:
     for v in variants:
         gens = [restart_generator(1, r, device) for r in range(R)]
         if v.startswith("batched"):
-            state[v] = _Population(w0.clone(), gens, torch.arange(R, device=device))
+            state[v] = _batched.Population(w0.clone(), gens, torch.arange(R, device=device))
         else:
             state[v] = ([w0[r].clone() for r in range(R)], gens)
 
@@ -137,16 +134,16 @@ def main() -> None:
         if v.startswith("batched"):
             # "batched-1block": all restarts in one block (what a GPU runs), no CPU blocking.
             budget = 1 << 62 if v == "batched-1block" else default_budget
-            committee_train._CPU_BLOCK_BYTES = budget
-            _sgd_epoch(state[v], X, y, hp, epoch, epoch * (args.M // hp.batch_size))
-            committee_train._CPU_BLOCK_BYTES = default_budget
+            _batched.CPU_BLOCK_BYTES = budget
+            _batched.sgd_epoch(state[v], X, y, hp, epoch, epoch * (args.M // hp.batch_size))
+            _batched.CPU_BLOCK_BYTES = default_budget
         else:
             w, gens = state[v]
             state[v] = (loop_epoch(w, gens, X, y, hp, epoch, v == "loop-networks"), gens)
         sync(device)
         return time.perf_counter() - t0
 
-    default_budget = committee_train._CPU_BLOCK_BYTES
+    default_budget = _batched.CPU_BLOCK_BYTES
     times = {v: [] for v in variants}
     for epoch in range(args.reps + 1):  # epoch 0 is a warm-up, not timed
         for v in variants:  # alternate the variants within each epoch

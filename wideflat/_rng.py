@@ -1,9 +1,27 @@
-"""Generator helpers: per-device streams whose states serialize as uint8 tensors."""
+"""Seeds and generators: every seed in wideflat is derived here.
+
+One scheme, NumPy's ``SeedSequence``: the child seed of ``(seed, *keys)`` is the top ``bits``
+bits of its first state word, so distinct keys give statistically independent streams. The
+width differs between streams only to keep the numbers they have always produced (62 bits for
+replicas and data streams, 63 for local-energy noise and committee restarts, a 32-bit word
+for the committee study's measurements); :func:`numpy_generator` runs NumPy's generator on the
+sequence itself. :func:`epoch_seed` is the one older linear mix, kept for the same reason.
+:class:`DeviceGenerators` holds per-device streams whose states serialize as uint8 tensors.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+__all__ = [
+    "DeviceGenerators",
+    "derive_seed",
+    "epoch_seed",
+    "generator",
+    "numpy_generator",
+    "seed_from_global",
+]
 
 
 def seed_from_global() -> int:
@@ -11,11 +29,47 @@ def seed_from_global() -> int:
     return int(torch.randint(0, 2**62, (1,), dtype=torch.int64).item())
 
 
-def derive_seed(seed: int, *keys: int) -> int:
+def derive_seed(seed: int, *keys: int, bits: int = 62) -> int:
     """A child seed for ``(seed, *keys)`` (NumPy's ``SeedSequence``): distinct keys give
-    statistically independent streams, e.g. one per replica."""
-    state = np.random.SeedSequence([int(seed), *map(int, keys)]).generate_state(1, np.uint64)
-    return int(state[0] >> np.uint64(2))
+    statistically independent streams, e.g. one per replica.
+
+    Args:
+        seed, keys: non-negative integers.
+        bits: 62 (default) or 63: the top bits of the first 64-bit state word; 32: the first
+            32-bit state word.
+
+    Example:
+        >>> derive_seed(0, 1) < 2**62, derive_seed(0, 1, bits=63) >> 1 == derive_seed(0, 1)
+        (True, True)
+    """
+    entropy = [int(seed), *map(int, keys)]
+    if bits == 32:
+        return int(np.random.SeedSequence(entropy).generate_state(1, np.uint32)[0])
+    if bits not in (62, 63):
+        raise ValueError(f"Invalid bits: {bits!r} (expected 32, 62 or 63)")
+    state = np.random.SeedSequence(entropy).generate_state(1, np.uint64)
+    return int(state[0] >> np.uint64(64 - bits))
+
+
+def generator(
+    seed: int, *keys: int, bits: int = 62, device: torch.device | str = "cpu"
+) -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded with :func:`derive_seed` of ``(seed, *keys)``."""
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, *keys, bits=bits))
+
+
+def numpy_generator(seed: int, *keys: int) -> np.random.Generator:
+    """A NumPy ``Generator`` on the ``SeedSequence`` of ``(seed, *keys)`` itself (its full
+    state, not a derived integer seed), e.g. for drawing a fixed subset of examples."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), *map(int, keys)]))
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The data loader's seed for ``(seed, epoch)``: a fixed linear mix modulo 2⁶³ − 1.
+
+    Older than :func:`derive_seed` and kept as is, since every run's data order depends on it.
+    """
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 12_345) % (2**63 - 1)
 
 
 class DeviceGenerators:

@@ -1,20 +1,92 @@
-"""The ``wideflat`` command line: parsing only; the work lives in the library.
+"""The ``wideflat`` command line: every flag and handler; the work lives in the library.
 
-Exit status, the same for every command: 0 done; 1 the run failed on this machine (disk
-full, an I/O error, out of memory); 2 bad input or a refusal (nothing was written or
-changed); 3 a non-finite loss (``wideflat train``/``compare``); 130 interrupted. Every
-failure is one line on stderr, ``wideflat COMMAND: what and where``.
+Each command is ``_add_<command>(sub)`` (its flags) plus ``_run_<command>(args)`` (a short
+handler calling the library). One ``--set [ALG.]FIELD=VALUE`` grammar (:func:`parse_set`)
+serves train, compare and committee. One guard (:func:`_guard`) turns errors into exit
+status, the same for every command: 0 done; 1 the run failed on this machine (disk full, an
+I/O error, out of memory); 2 bad input or a refusal (nothing was written or changed); 3 a
+non-finite loss (``wideflat train``/``compare``); 130 interrupted. Every failure is one line
+on stderr, ``wideflat COMMAND: what and where``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from . import __version__
-from ._argtypes import positive_int, seed
+
+__all__ = ["build_parser", "main", "parse_set"]
+
+
+# --- value types: errors name the bad text -------------------------------------------------
+
+
+def _int_at_least(low: int):
+    """An argparse ``type`` accepting integers >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}: {value}")
+        return value
+
+    parse.__name__ = f"int>={low}"
+    return parse
+
+
+positive_int = _int_at_least(1)
+non_negative_int = _int_at_least(0)
+
+
+def seed(text: str) -> int:
+    """An argparse ``type`` for a seed: an integer in ``0..SEED_MAX`` (the config's bound).
+
+    Example:
+        >>> seed("7")
+        7
+    """
+    from .experiments.config import SEED_MAX
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"seed {value} out of range (expected 0..{SEED_MAX})")
+    return value
+
+
+def parse_set(text: str, *, algorithm: bool = False) -> tuple[str | None, str, Any]:
+    """One ``--set`` item, ``[ALG.]FIELD=VALUE`` → ``(ALG or None, FIELD, value)``.
+
+    VALUE is read as JSON (numbers, ``true``, lists, ``{"k": v}``, quoted strings), else
+    taken as a bare string (``multistep:5,8``); JSON lists become tuples. ``algorithm``: the
+    ``ALG.`` prefix is required (committee), else refused (train, compare).
+
+    Example:
+        >>> parse_set("lr_schedule=multistep:5,8"), parse_set("esgd.lr=0.5", algorithm=True)
+        ((None, 'lr_schedule', 'multistep:5,8'), ('esgd', 'lr', 0.5))
+    """
+    name, eq, raw = text.partition("=")
+    alg, dot, field = name.rpartition(".")
+    if not eq or not field or bool(dot) != algorithm or (algorithm and not alg):
+        expected = "ALG.FIELD=VALUE, e.g. esgd.lr=0.5" if algorithm else "FIELD=VALUE"
+        raise ValueError(f"Invalid --set {text!r} (expected {expected})")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # a bare string such as multistep:5,8
+    if isinstance(value, list):
+        value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    return alg or None, field, value
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -30,17 +102,206 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return f"{text} (default: {str(default).replace('%', '%%')})"
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _command(sub, name: str, summary: str, description: str, run, interrupted: str):
+    """A sub-command: ``run(args)`` handles it; ``interrupted`` is its Ctrl-C line."""
+    parser = sub.add_parser(
+        name, formatter_class=_HelpFormatter, help=summary, description=description
+    )
+    parser.set_defaults(func=run, interrupted=interrupted)
+    return parser
+
+
+# --- wideflat train / compare ------------------------------------------------------------
+
+# Config fields with a flag of their own (--name-with-dashes): (field, type, help, extra).
+_RUN_FLAGS = [
+    ("epochs", positive_int, "data epochs (the budget)", {}),
+    ("y", int, "rSGD replicas (>= 1)", {}),
+    ("engine", None, "rSGD replica engine, one of: {engines}", {}),
+    ("gamma", None, "γ schedule: exp:G0:G1, exp:G0:xF, cosine:GMAX, const:G0", {}),
+    ("lr", float, "learning rate", {}),
+    ("lr_schedule", None, "constant, cosine, multistep:E1,E2[:F], exponential:E:F", {}),
+    ("batch_size", positive_int, "examples per minibatch", {}),
+    ("model", None, "model name (wideflat.models.list_models())", {}),
+    ("dataset", None, "dataset name (wideflat.data.list_datasets())", {}),
+    ("data_root", None, "folder holding the dataset files", {}),
+    ("train_subset", non_negative_int, "training images used (0 = all)", {}),
+    ("test_subset", non_negative_int, "test images used (0 = all)", {}),
+    ("energy_epochs", non_negative_int, "epochs to measure δE", {"nargs": "*"}),
+    ("deterministic", None, "torch.use_deterministic_algorithms(True)",
+     {"action": argparse.BooleanOptionalAction}),
+]  # fmt: skip
+# Fields a command sets with its own options, never with --set.
+_COMMAND_FIELDS = {
+    "method": "--method (train) or --methods (compare)",
+    "budget": "--budget (train) or the rsgdxy kind (compare)",
+    "seed": "--seed (train) or --seeds (compare)",
+}
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The preset, output and config-override flags shared by train and compare."""
+    from .experiments.config import ENGINES
+    from .experiments.presets import list_presets
+
+    p = parser
+    p.add_argument(
+        "--preset", default="fashion-smallconvnet", help=f"recipe: {', '.join(list_presets())}"
+    )
+    p.add_argument(
+        "--out",
+        help="run folder (train; default runs/PRESET/METHOD-sSEED) or study folder (compare; "
+        "default runs/PRESET)",
+    )
+    for field, kind, text, extra in _RUN_FLAGS:
+        kw: dict[str, Any] = {"help": text.format(engines=", ".join(ENGINES)), **extra}
+        if kind is not None:
+            kw["type"] = kind
+        if field == "engine":
+            kw["choices"] = ENGINES
+        p.add_argument("--" + field.replace("_", "-"), default=None, **kw)
+    p.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="any config field"
+    )
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Config overrides from ``--set`` and the field flags.
+
+    Raises:
+        ValueError: a bad ``--set``, a field given twice (by two ``--set``, or by ``--set``
+            and its own flag), or a ``--set`` of a field the command chooses (method,
+            budget, seed).
+    """
+    from .experiments.config import TrainConfig
+
+    known = set(TrainConfig.__dataclass_fields__)
+    out: dict[str, Any] = {}
+    for text in args.set:
+        _, name, value = parse_set(text)
+        if name not in known:
+            raise ValueError(f"Invalid --set: unknown config field {name!r}")
+        if name in _COMMAND_FIELDS:
+            raise ValueError(f"Invalid --set {text!r}: {name} is chosen by {_COMMAND_FIELDS[name]}")
+        if name in out:
+            raise ValueError(f"Invalid --set {text!r}: {name} is set twice")
+        if name == "model_kwargs" and isinstance(value, dict):  # {"NAME": VALUE} → pairs
+            value = tuple(value.items())
+        out[name] = value
+    for name, *_ in _RUN_FLAGS:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name in out:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(
+                f"Invalid --set {name}={out[name]!r}: {name} is also given by {flag} (give it once)"
+            )
+        out[name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def _add_train(sub) -> None:
+    from .experiments.config import BUDGETS, RUN_KINDS
+
+    train = _command(
+        sub,
+        "train",
+        "train one model with SGD, eSGD, rSGD or SAM from a preset (paper Table 1)",
+        "Train one run of a preset with checkpoints every epoch, metrics.jsonl, run.json and "
+        "local-energy profiles. Options without a default shown keep the preset's value. Exit "
+        "codes: 1 failed (disk full, I/O), 2 bad input or refused, 3 non-finite loss.",
+        _run_train,
+        "interrupted; resume with --resume auto",
+    )
+    _add_run_options(train)
+    train.add_argument("--method", default="sgd", choices=list(RUN_KINDS), help="method")
+    train.add_argument("--budget", choices=list(BUDGETS), help="rSGD data budget")
+    train.add_argument("--seed", type=seed, default=0, help="seed of the run")
+    train.add_argument("--resume", help="auto, or a run/checkpoint folder to continue from")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .experiments import preset_config, train
+
+    overrides = _overrides(args)
+    if args.budget is not None:
+        if args.method == "rsgdxy":
+            raise ValueError("Invalid budget: rsgdxy already means per-replica")
+        overrides["budget"] = args.budget
+    cfg = preset_config(args.preset, args.method, seed=args.seed, **overrides)
+    out = args.out or str(Path("runs") / args.preset / f"{args.method}-s{args.seed}")
+    s = train(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress)
+    print(
+        f"{s.label} seed {s.seed}: test error {100 * s.test_error:.2f}% after {s.epochs} "
+        f"epochs ({s.steps} steps, {s.train_seconds:.0f} s, {s.images_per_s:.0f} images/s); "
+        f"run folder {s.out}"
+    )
+    return 0
+
+
+def _add_compare(sub) -> None:
+    from .experiments.config import RUN_KINDS
+
+    compare = _command(
+        sub,
+        "compare",
+        "run several methods over seeds and tabulate test error mean ± std (Table 1)",
+        "Train every method × seed of a preset at equal budget (rsgdxy: rSGD at the "
+        "per-replica budget) into OUT/<method>-s<seed>, then write OUT/summary.md, "
+        "OUT/test_error.png and OUT/local_energy.png. Finished runs are kept, interrupted ones "
+        "resumed, so re-running the command continues a study. Options without a default "
+        "shown keep the preset's value.",
+        _run_compare,
+        "interrupted; run the same command again to continue",
+    )
+    _add_run_options(compare)
+    compare.add_argument("--methods", nargs="+", default=["sgd", "esgd", "rsgd", "rsgdxy"],
+                         choices=list(RUN_KINDS), help="run kinds")  # fmt: skip
+    compare.add_argument("--seeds", nargs="+", type=seed, default=[0, 1, 2], help="seeds")
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from .experiments import compare
+
+    out = args.out or str(Path("runs") / args.preset)
+    table = compare(args.preset, args.methods, args.seeds, out, overrides=_overrides(args),
+                    device=args.device, progress=not args.no_progress)  # fmt: skip
+    print(table)
+    print(f"table, plots and run folders in {out}")
+    return 0
+
+
+# --- wideflat demo ------------------------------------------------------------------------
+
+
+def _add_demo(sub) -> None:
+    demo = _command(
+        sub,
+        "demo",
+        "train a small model with SGD, eSGD and rSGD on generated data and compare",
+        "Train a small MLP with SGD, Entropy-SGD and Replicated-SGD on a generated "
+        "teacher-student problem at an equal gradient budget, then print train/test error, "
+        "loss and local-energy flatness for each.",
+        _run_demo,
+        "interrupted",
+    )
+    demo.add_argument("--epochs", type=positive_int, default=30, help="gradient budget in epochs")
+    demo.add_argument("--seed", type=seed, default=0, help="seed for data, init and minibatches")
+    demo.add_argument("--methods", nargs="+", default=["sgd", "esgd", "rsgd"], help="subset to run")
+    demo.add_argument("--out", help="also write the results as JSON to this file")
+    demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
     from ._io import check_output_file, write_json_atomic
     from .experiments.demo import METHODS, DemoConfig, format_table, run_method
 
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
-        print(
-            f"wideflat demo: unknown method {unknown[0]!r} (choose from {', '.join(METHODS)})",
-            file=sys.stderr,
-        )
-        return 2
+        raise ValueError(f"unknown method {unknown[0]!r} (choose from {', '.join(METHODS)})")
     cfg = DemoConfig(epochs=args.epochs, seed=args.seed)
     out = check_output_file(args.out) if args.out else None  # before the training, not after
     print(
@@ -56,93 +317,94 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_demo(sub) -> None:
-    demo = sub.add_parser(
-        "demo",
-        formatter_class=_HelpFormatter,
-        help="train a small model with SGD, eSGD and rSGD on generated data and compare",
-        description="Train a small MLP with SGD, Entropy-SGD and Replicated-SGD on a generated "
-        "teacher-student problem at an equal gradient budget, then print train/test error, "
-        "loss and local-energy flatness for each.",
+# --- wideflat committee -------------------------------------------------------------------
+
+
+def _add_committee(sub) -> None:
+    from .experiments.committee import ALGORITHMS
+
+    com = _command(
+        sub,
+        "committee",
+        "the committee-machine study of the paper (Fig. 1): five algorithms, flatness",
+        "Train a committee machine (N=784, K=9) with SGD fast/slow, rSGD fast/slow and eSGD "
+        "(appendix B.1), measure every solution's local entropy (BP) and local energy, write "
+        "results.json and fig1.png, and print a summary table.",
+        _run_committee,
+        "interrupted",
     )
-    demo.add_argument("--epochs", type=positive_int, default=30, help="gradient budget in epochs")
-    demo.add_argument("--seed", type=seed, default=0, help="seed for data, init and minibatches")
-    demo.add_argument("--methods", nargs="+", default=["sgd", "esgd", "rsgd"], help="subset to run")
-    demo.add_argument("--out", help="also write the results as JSON to this file")
-    demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    demo.set_defaults(func=_demo, interrupted="interrupted")
+    flags = [
+        ("--algorithms", dict(nargs="+", help=f"subset of: {' '.join(ALGORITHMS)}")),
+        ("--restarts", dict(type=int, help="restarts (default: 50 as in the paper; quick: 2)")),
+        ("--data", dict(default="fashion", help="fashion (Dress vs Coat) or teacher")),
+        ("--data-root", dict(help="Fashion-MNIST folder (default: search)")),
+        ("--seed", dict(type=seed, default=0, help="seed of data draw, training, flatness")),
+        ("--out", dict(help="output folder (default: committee-results/DATA, or "
+                            "committee-results/DATA-quick with --quick)")),
+        ("--overwrite", dict(action="store_true", help="replace the results of an earlier "
+                                                       "study in --out (refused otherwise)")),
+        ("--quick", dict(action="store_true",
+                         help="2 restarts, 40 epochs, coarse BP grid (minutes)")),
+        ("--max-epochs", dict(type=int, help="epoch cap (default: 1000; quick: 40)")),
+        ("--draws", dict(type=int, help="local-energy draws per sigma (default: 100; quick: 20)")),
+        ("--unit-norm", dict(default="one", help="step-size convention: 'one' (units of norm 1) "
+                                                 "or 'sqrt-n' (norm sqrt(N))")),
+        ("--set", dict(action="append", default=[], metavar="ALG.FIELD=VALUE",
+                       help="override a paper hyper-parameter, e.g. --set esgd.lr=0.5 "
+                            "(repeatable)")),
+        ("--balanced", dict(action=argparse.BooleanOptionalAction, default=True,
+                            help="fashion: 250 Dress + 250 Coat training patterns, or a "
+                                 "uniform draw")),
+        ("--no-progress", dict(action="store_true", help="hide progress bars")),
+    ]  # fmt: skip
+    for flag, kwargs in flags:
+        com.add_argument(flag, **kwargs)
 
 
-def _committee(args: argparse.Namespace) -> int:
-    import os
+def _committee_overrides(items: list[str]) -> tuple[tuple[str, str, float], ...]:
+    """``--set ALG.FIELD=NUMBER`` items as the study's ``(alg, field, value)`` overrides."""
+    out = []
+    for item in items:
+        alg, field, value = parse_set(item, algorithm=True)
+        if isinstance(value, str):  # Python number syntax JSON lacks (.5, 007, inf)
+            text = value
+            try:
+                value = int(text) if text.lstrip("-").isdigit() else float(text)
+            except ValueError:
+                raise ValueError(f"Invalid --set {item!r}: {text!r} is not a number") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"Invalid --set {item!r}: {value!r} is not a number")
+        out.append((alg, field, value))
+    return tuple(out)
 
-    from .experiments.committee_study import (
-        CommitteeStudyConfig,
-        check_study_folder,
-        default_study_folder,
-        format_study_table,
-        quick_study_config,
-        run_committee_study,
-    )
 
-    def fail(msg: str) -> int:
-        print(f"wideflat committee: {msg}", file=sys.stderr)
-        return 2
+def _run_committee(args: argparse.Namespace) -> int:
+    from ._io import unwritable_reason
+    from .experiments import committee as study
+    from .experiments.committee.plots import plot_fig1
 
-    overrides = []
-    for item in args.set:
-        alg, _, rest = item.partition(".")
-        key, eq, text = rest.partition("=")
-        if not (alg and key and eq and text):
-            return fail(f"invalid --set {item!r} (expected ALG.FIELD=VALUE, e.g. esgd.lr=0.5)")
-        try:
-            value = int(text) if text.lstrip("-").isdigit() else float(text)
-        except ValueError:
-            return fail(f"invalid --set {item!r}: {text!r} is not a number")
-        overrides.append((alg, key, value))
-    given = {
-        k: v
-        for k, v in dict(
-            algorithms=tuple(args.algorithms) if args.algorithms else None,
-            restarts=args.restarts,
-            max_epochs=args.max_epochs,
-            draws=args.draws,
-        ).items()
-        if v is not None
-    }
-    common = dict(
-        data=args.data,
-        seed=args.seed,
-        unit_norm=args.unit_norm,
-        overrides=tuple(overrides),
-        balanced=args.balanced,
-        **given,
-    )
+    given = dict(algorithms=tuple(args.algorithms) if args.algorithms else None,
+                 restarts=args.restarts, max_epochs=args.max_epochs, draws=args.draws)  # fmt: skip
+    kwargs = {k: v for k, v in given.items() if v is not None}
     try:
-        cfg = quick_study_config(**common) if args.quick else CommitteeStudyConfig(**common)
-    except (ValueError, TypeError) as exc:
-        return fail(str(exc))
-    out = Path(args.out) if args.out else default_study_folder(cfg)
-    check_study_folder(out, overwrite=args.overwrite)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        return fail(f"cannot write to --out {str(out)!r}: {exc.strerror or exc}")
-    print(
-        f"wideflat committee: {', '.join(cfg.algorithms)} on {cfg.data} data, {cfg.restarts} "
-        f"restarts, <= {cfg.max_epochs} epochs, unit_norm={cfg.unit_norm}"
-        + (" (quick: a smoke test, not a result)" if cfg.quick else "")
-    )
-    results = run_committee_study(
+        cfg = (study.quick_study_config if args.quick else study.CommitteeStudyConfig)(
+            data=args.data, seed=args.seed, unit_norm=args.unit_norm, balanced=args.balanced,
+            overrides=_committee_overrides(args.set), **kwargs,
+        )  # fmt: skip
+    except TypeError as e:
+        raise ValueError(str(e)) from None
+    out = Path(args.out) if args.out else study.default_study_folder(cfg)
+    study.check_study_folder(out, overwrite=args.overwrite)
+    if (reason := unwritable_reason(out)) is not None:
+        raise ValueError(f"cannot write to --out {str(out)!r}: {reason}")
+    quick = " (quick: a smoke test, not a result)" if cfg.quick else ""
+    print(f"wideflat committee: {', '.join(cfg.algorithms)} on {cfg.data} data, {cfg.restarts} "
+          f"restarts, <= {cfg.max_epochs} epochs, unit_norm={cfg.unit_norm}{quick}")  # fmt: skip
+    results = study.run_committee_study(
         cfg, out, data_root=args.data_root, progress=not args.no_progress, overwrite=True
     )
-    from .experiments.committee_plots import plot_fig1
-
     fig = plot_fig1(out / "results.json", out / "fig1.png")
-    print(format_study_table(results))
+    print(study.format_study_table(results))
     print(
         "Phi_LE and d per weight (n = N*K); Phi_LE is a lower bound where the solution has "
         "training errors (BP constrains only the patterns it classifies correctly)."
@@ -151,132 +413,7 @@ def _committee(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_committee(sub) -> None:
-    from .experiments.committee_train import ALGORITHMS
-
-    com = sub.add_parser(
-        "committee",
-        formatter_class=_HelpFormatter,
-        help="the committee-machine study of the paper (Fig. 1): five algorithms, flatness",
-        description="Train a committee machine (N=784, K=9) with SGD fast/slow, rSGD fast/slow "
-        "and eSGD (appendix B.1), measure every solution's local entropy (BP) and local energy, "
-        "write results.json and fig1.png, and print a summary table.",
-    )
-    com.add_argument(
-        "--algorithms", nargs="+", default=None, help=f"subset of: {' '.join(ALGORITHMS)}"
-    )
-    com.add_argument(
-        "--restarts",
-        type=int,
-        default=None,
-        help="restarts (default: 50 as in the paper; quick: 2)",
-    )
-    com.add_argument("--data", default="fashion", help="fashion (Dress vs Coat) or teacher")
-    com.add_argument("--data-root", default=None, help="Fashion-MNIST folder (default: search)")
-    com.add_argument("--seed", type=seed, default=0, help="seed of data draw, training, flatness")
-    com.add_argument(
-        "--out",
-        help="output folder (default: committee-results/DATA, or committee-results/DATA-quick "
-        "with --quick)",
-    )
-    com.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the results of an earlier study in --out (refused otherwise)",
-    )
-    com.add_argument(
-        "--quick", action="store_true", help="2 restarts, 40 epochs, coarse BP grid (minutes)"
-    )
-    com.add_argument(
-        "--max-epochs", type=int, default=None, help="epoch cap (default: 1000; quick: 40)"
-    )
-    com.add_argument(
-        "--draws",
-        type=int,
-        default=None,
-        help="local-energy draws per sigma (default: 100; quick: 20)",
-    )
-    com.add_argument(
-        "--unit-norm",
-        default="one",
-        help="step-size convention: 'one' (units of norm 1) or 'sqrt-n' (norm sqrt(N))",
-    )
-    com.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="ALG.FIELD=VALUE",
-        help="override a paper hyper-parameter, e.g. --set esgd.lr=0.5 (repeatable)",
-    )
-    com.add_argument(
-        "--balanced",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="fashion: 250 Dress + 250 Coat training patterns, or a uniform draw",
-    )
-    com.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    com.set_defaults(func=_committee, interrupted="interrupted")
-
-
-def _add_train(sub) -> None:
-    """``wideflat train``: one run of a preset (paper §6); the work is in experiments.runner."""
-    from .experiments.config import RUN_KINDS, add_run_arguments
-
-    train = sub.add_parser(
-        "train",
-        formatter_class=_HelpFormatter,
-        help="train one model with SGD, eSGD, rSGD or SAM from a preset (paper Table 1)",
-        description="Train one run of a preset with checkpoints every epoch, metrics.jsonl, "
-        "run.json and local-energy profiles. Options without a default shown keep the "
-        "preset's value. Exit codes: 1 failed (disk full, I/O), 2 bad input or refused, "
-        "3 non-finite loss.",
-    )
-    add_run_arguments(train)
-    train.add_argument("--method", default="sgd", choices=list(RUN_KINDS), help="method")
-    train.add_argument("--budget", choices=["equal", "per-replica"], help="rSGD data budget")
-    train.add_argument("--seed", type=seed, default=0, help="seed of the run")
-    train.add_argument("--resume", help="auto, or a run/checkpoint folder to continue from")
-
-    def run(args: argparse.Namespace) -> int:
-        from .experiments.runner import cli_train
-
-        return cli_train(args)
-
-    train.set_defaults(func=run, interrupted="interrupted; resume with --resume auto")
-
-
-def _add_compare(sub) -> None:
-    """``wideflat compare``: methods × seeds of a preset, then Table 1 and Figs. 2–5."""
-    from .experiments.config import RUN_KINDS, add_run_arguments
-
-    compare = sub.add_parser(
-        "compare",
-        formatter_class=_HelpFormatter,
-        help="run several methods over seeds and tabulate test error mean ± std (Table 1)",
-        description="Train every method × seed of a preset at equal budget (rsgdxy: rSGD at "
-        "the per-replica budget) into OUT/<method>-s<seed>, then write OUT/summary.md, "
-        "OUT/test_error.png and OUT/local_energy.png. Finished runs are kept, interrupted "
-        "ones resumed, so re-running the command continues a study. Options without a default "
-        "shown keep the preset's value.",
-    )
-    add_run_arguments(compare)
-    compare.add_argument(
-        "--methods",
-        nargs="+",
-        default=["sgd", "esgd", "rsgd", "rsgdxy"],
-        choices=list(RUN_KINDS),
-        help="run kinds",
-    )
-    compare.add_argument("--seeds", nargs="+", type=seed, default=[0, 1, 2], help="seeds")
-
-    def run(args: argparse.Namespace) -> int:
-        from .experiments.runner import cli_compare
-
-        return cli_compare(args)
-
-    compare.set_defaults(
-        func=run, interrupted="interrupted; run the same command again to continue"
-    )
+# --- the parser and the guard -------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,11 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"wideflat {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    # One _add_<command>(sub) per command; the work lives in the library modules.
-    _add_demo(sub)
-    _add_committee(sub)
-    _add_train(sub)
-    _add_compare(sub)
+    for add in (_add_demo, _add_committee, _add_train, _add_compare):
+        add(sub)
     parser.error = _one_line_error("wideflat")
     for name, command in sub.choices.items():
         command.error = _one_line_error(f"wideflat {name}")
@@ -315,18 +449,18 @@ def _exit_status(error: BaseException) -> int | None:
     import torch
 
     from .data import DatasetError
-    from .experiments.checkpoint import CheckpointError, InjectedFault
+    from .experiments.checkpoint import CheckpointError
 
     status = getattr(error, "exit_code", None)  # RunError 2, NonFiniteRunError 3
     if isinstance(status, int):
         return status
     if isinstance(error, ValueError | DatasetError):
         return 2
-    failed = (CheckpointError, InjectedFault, OSError, MemoryError, torch.OutOfMemoryError)
+    failed = (CheckpointError, OSError, MemoryError, torch.OutOfMemoryError)
     return 1 if isinstance(error, failed) else None
 
 
-def _run(args: argparse.Namespace) -> int:
+def _guard(args: argparse.Namespace) -> int:
     """Run one command; its errors become one line on stderr and an exit status."""
     prog = f"wideflat {args.command}"
     try:
@@ -351,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return _run(args)
+    return _guard(args)
 
 
 if __name__ == "__main__":

@@ -164,8 +164,8 @@ TINY_STUDY = [
 
 
 def test_committee_default_folder_depends_on_the_data_and_quick():
-    from wideflat.experiments.committee_study import CommitteeStudyConfig as Config
-    from wideflat.experiments.committee_study import default_study_folder, quick_study_config
+    from wideflat.experiments.committee import CommitteeStudyConfig as Config
+    from wideflat.experiments.committee import default_study_folder, quick_study_config
 
     folders = {
         default_study_folder(quick_study_config(data="teacher")),
@@ -188,7 +188,7 @@ def test_committee_refuses_to_overwrite_a_study_without_overwrite(capsys, tmp_pa
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(TINY_STUDY, capsys)
     assert code == 0, err
-    from wideflat.experiments.committee_study import default_study_folder, quick_study_config
+    from wideflat.experiments.committee import default_study_folder, quick_study_config
 
     folder = tmp_path / default_study_folder(quick_study_config(data="teacher"))
     assert json.loads((folder / "results.json").read_text())["data"]["name"]

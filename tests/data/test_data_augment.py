@@ -5,14 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wideflat.data import (
-    Augment,
+from wideflat.data import Augment, channel_stats, normalize
+from wideflat.data.augment import (
     apply_crop,
     apply_cutout,
     apply_flip,
-    channel_stats,
     cutout,
-    normalize,
     random_crop,
     random_flip,
     sample_crop_offsets,

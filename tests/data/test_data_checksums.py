@@ -15,16 +15,18 @@ from wideflat_data_fakes import (
 )
 
 from wideflat.data import (
-    CIFAR10_MD5,
-    CIFAR100_MD5,
-    FASHION_MNIST_MD5,
-    FASHION_MNIST_RAW_MD5,
-    TINY_IMAGENET_MD5,
     DatasetError,
     load_cifar10,
     load_cifar100,
     load_fashion_mnist,
     load_tiny_imagenet,
+)
+from wideflat.data.checksums import (
+    CIFAR10_MD5,
+    CIFAR100_MD5,
+    FASHION_MNIST_MD5,
+    FASHION_MNIST_RAW_MD5,
+    TINY_IMAGENET_MD5,
     md5_file,
     verify_files,
 )

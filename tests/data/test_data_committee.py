@@ -15,9 +15,9 @@ from wideflat.data import (
     fashion_committee,
     load_committee_data,
     load_fashion_mnist,
-    median_binarize,
     teacher_committee,
 )
+from wideflat.data.committee import median_binarize
 
 SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 

@@ -20,8 +20,8 @@ from wideflat.data import (
     load_committee_data,
     load_fashion_mnist,
     load_tiny_imagenet,
-    md5_file,
 )
+from wideflat.data.checksums import md5_file
 
 
 @pytest.fixture

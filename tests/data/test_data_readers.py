@@ -24,8 +24,8 @@ from wideflat.data import (
     load_dataset,
     load_fashion_mnist,
     load_tiny_imagenet,
-    read_idx,
 )
+from wideflat.data.fashion_mnist import read_idx
 
 
 @pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])

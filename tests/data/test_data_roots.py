@@ -19,8 +19,8 @@ from wideflat.data import (
     load_dataset,
     load_fashion_mnist,
     load_tiny_imagenet,
-    locate_fashion_mnist,
 )
+from wideflat.data.fashion_mnist import locate_fashion_mnist
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from wideflat.experiments import methods
-from wideflat.experiments.config import METHODS, RUN_KINDS, TrainConfig
+from wideflat.experiments.build import build_optimizer
+from wideflat.experiments.config import METHODS, RUN_KINDS, TrainConfig, lr_at
 from wideflat.experiments.presets import get_preset, list_presets, preset_config
-from wideflat.experiments.runner import _build_optimizer, lr_at
 
 # Fractions of the run that never fall on a milestone or decay boundary of any preset.
 FRACTIONS = [(i + 0.37) / 100 for i in range(100)]
@@ -55,6 +55,21 @@ def test_explicit_schedule_overrides_are_kept_as_given():
     )
 
 
+def test_every_preset_resolves_for_every_method():
+    for name in list_presets():
+        for kind in ("sgd", "esgd", "rsgd", "rsgdxy", "sam"):
+            cfg = preset_config(name, kind)
+            assert cfg.name == name and cfg.epochs >= 1
+
+
+def test_shorter_epochs_override_keeps_valid_energy_epochs():
+    assert preset_config("fashion-smallconvnet", "sgd", epochs=1).energy_epochs == (1,)
+    cfg = preset_config("fashion-smallconvnet", "sgd", epochs=7)
+    assert cfg.energy_epochs == (5, 7)
+    explicit = preset_config("fashion-smallconvnet", "sgd", epochs=7, energy_epochs=(2,))
+    assert explicit.energy_epochs == (2,)
+
+
 @pytest.mark.parametrize("preset", list_presets())
 def test_every_preset_has_a_train_error_threshold(preset):
     assert 0 < get_preset(preset).max_train_error < 1
@@ -67,7 +82,7 @@ def test_every_preset_has_a_train_error_threshold(preset):
 def test_efficientnet_rmsprop_has_tan_and_le_settings(kind):
     cfg = preset_config("cifar100-efficientnet_b0", kind)
     assert cfg.optimizer == "rmsprop"
-    opt = _build_optimizer(cfg, nn.Linear(4, 3))
+    opt = build_optimizer(cfg, nn.Linear(4, 3))
     group = opt.param_groups[0]
     assert (group["alpha"], group["eps"], group["momentum"]) == (0.9, 1e-3, 0.9)
 
@@ -88,7 +103,7 @@ def test_efficientnet_sees_224_pixel_images_with_the_papers_crop():
 
 def _optimizer(method: str):
     cfg = TrainConfig(method=method, inner_steps=4, y=3, gamma="const:0.1")
-    return cfg, _build_optimizer(cfg, nn.Linear(4, 3))
+    return cfg, build_optimizer(cfg, nn.Linear(4, 3))
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -101,7 +116,7 @@ def test_sam_costs_two_gradients_per_step():
     """SAM's step evaluates the gradient at w and at w + ε̂: two minibatch gradients."""
     cfg = TrainConfig(method="sam")
     model = nn.Linear(4, 3)
-    opt = _build_optimizer(cfg, model)
+    opt = build_optimizer(cfg, model)
     x, t = torch.randn(8, 4), torch.randint(0, 3, (8,))
     calls = []
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from matplotlib.figure import Figure
 
-from wideflat.experiments import plots, runner
+from wideflat.experiments import comparison, plots
 from wideflat.experiments.config import config_hash
+from wideflat.experiments.rundir import run_label
 
 
 @pytest.mark.parametrize(
@@ -50,16 +51,16 @@ def test_compare_flags_a_run_at_chance_in_the_summary(tmp_path, monkeypatch):
     seen = {}
 
     def fake_train(cfg, folder, **_):
-        kind = runner.run_label(cfg)
+        kind = run_label(cfg)
         seen[kind] = cfg
         bad = kind == "rsgd"  # the review's diverged rSGD: 90 % error, lowest δE
         record = _record(Path(folder), kind, 0.9 if bad else 0.2, 0.89 if bad else 0.1, 0.01)
         record["config_hash"] = config_hash(cfg)
         (Path(folder) / "run.json").write_text(json.dumps(record))
 
-    monkeypatch.setattr(runner, "train", fake_train)
+    monkeypatch.setattr(comparison, "train", fake_train)
     out = tmp_path / "study"
-    table = runner.compare(
+    table = comparison.compare(
         "fashion-smallconvnet",
         ["sgd", "rsgd"],
         [0],

@@ -1,4 +1,4 @@
-"""Tests for wideflat.flatness.energy and plot_local_energy.
+"""Tests for wideflat.flatness.energy (local_energy) and plot_local_energy.
 
 References used: the model's own train loss, a Monte Carlo loop written here (plain per-draw
 perturbation of a copy of the model), the closed-form expectation of the squared loss of a
@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import wideflat.flatness.energy as le
-from wideflat.flatness.energy import LocalEnergyProfile, local_energy
+from wideflat.flatness import LocalEnergyProfile, local_energy
 from wideflat.flatness.plots import plot_local_energy
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -197,8 +197,9 @@ def test_auto_engine_choice_and_fallback(monkeypatch):
     assert local_energy(_mlp(), _data(), [0.3], 2, progress=False).engine == "vmap"
     torch.manual_seed(0)
     model, data = _NotVmappable(), _data()
-    with pytest.warns(RuntimeWarning, match="vmap engine unavailable"):
+    with pytest.warns(RuntimeWarning, match="vmap engine unavailable") as caught:
         auto = local_energy(model, data, [0.3], 5, vmap="auto", progress=False)
+    assert caught[0].filename == __file__  # the warning points at the caller's line
     loop = local_energy(model, data, [0.3], 5, vmap=False, progress=False)
     assert auto.engine == "loop" and auto.loss_draws == loop.loss_draws
     with pytest.raises(RuntimeError):
@@ -323,6 +324,24 @@ def test_bn_recompute_matches_update_bn():
     assert abs(prof.base_loss - ref_loss) < 1e-6
     assert abs(prof.base_loss - stored_loss) > 1e-3  # stored stats really were replaced
     assert prof.engine == "loop"
+
+
+def test_bn_recompute_keeps_dropout_off():
+    """The statistics pass switches only BatchNorm layers to training mode: a Dropout layer
+    stays off (as in the evaluation), so the profile equals that of the model without it and
+    the global RNG is not consumed."""
+    torch.manual_seed(0)
+    body = [nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU()]
+    with_dropout = nn.Sequential(*body, nn.Dropout(0.5), nn.Linear(16, 3))
+    without = nn.Sequential(*copy.deepcopy(body), nn.Identity(), nn.Linear(16, 3))
+    without.load_state_dict(with_dropout.state_dict())
+    X, y = _image_data()
+    kw = dict(sigmas=[0.0, 0.3], samples=3, bn="recompute", progress=False)
+    state = torch.get_rng_state()
+    a = local_energy(with_dropout, (X, y), **kw)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = local_energy(without, (X, y), **kw)
+    assert a.loss_draws == b.loss_draws and a.base_loss == b.base_loss
 
 
 def test_pm1_outputs_with_custom_error_fn():

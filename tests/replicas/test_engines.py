@@ -9,7 +9,7 @@ import torch
 from _engine_problem import HYPER, SEED, Y, make_model, replica_state, train
 
 from wideflat.optim import ReplicatedSGD
-from wideflat.replicas import Replicas, StackedReplicas
+from wideflat.replicas import Replicas, StackedReplicas, choose_engine
 
 
 def assert_close_rel(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-5, what: str = ""):
@@ -41,9 +41,7 @@ def test_engines_start_from_the_same_replicas():
     loop = Replicas(make_model(), Y, seed=SEED)
     vec = StackedReplicas(make_model(), Y, seed=SEED)
     for a in range(Y):
-        for (name, p), q in zip(
-            loop[a].named_parameters(), vec.replica(a).parameters(), strict=True
-        ):
+        for (name, p), q in zip(loop[a].named_parameters(), vec[a].parameters(), strict=True):
             assert torch.equal(p, q), name
 
 
@@ -87,8 +85,6 @@ def test_engine_argument_errors():
 
 
 def test_auto_engine_is_loop_on_cpu_and_for_custom_modules():
-    from wideflat.optim.replicated_sgd import choose_engine
-
     assert ReplicatedSGD(make_model(), lr=0.1, y=2).engine == "loop"  # CPU
     assert choose_engine(make_model()) == "loop"
 

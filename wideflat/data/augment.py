@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from wideflat import _validate as check
 from wideflat._optional import import_optional
 
 __all__ = [
@@ -57,8 +58,7 @@ def _check_generator(gen: torch.Generator, x: torch.Tensor, fn: str) -> None:
 
 
 def _check_size(value: int, name: str, fn: str, low: int = 0) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{fn}: invalid {name}: {value!r} (need an int >= {low})")
+    check.integer(name, value, minimum=low, numpy=False, context=fn)
 
 
 # --- crop ---------------------------------------------------------------------------------

@@ -283,7 +283,7 @@ def load_cifar10(
         dtype: ``torch.uint8`` or a float dtype (pixels scaled to [0, 1]).
         download: allow fetching the tarball when absent.
         verify: check MD5s against ``checksums`` (each batch file, or the tarball).
-        checksums: name → MD5 table; defaults to :data:`~wideflat.data.CIFAR10_MD5`.
+        checksums: name → MD5 table; defaults to :data:`~wideflat.data.checksums.CIFAR10_MD5`.
         search: ``True`` also searches the folders above after ``root``; the default ``None``
             (or ``False``) reads a given ``root`` alone.
 
@@ -336,7 +336,7 @@ def load_cifar100(
         coarse: use the 20 ``coarse_labels`` instead of the 100 ``fine_labels``.
         download: allow fetching the tarball when absent.
         verify: check MD5s against ``checksums``.
-        checksums: name → MD5 table; defaults to :data:`~wideflat.data.CIFAR100_MD5`.
+        checksums: name → MD5 table; defaults to :data:`~wideflat.data.checksums.CIFAR100_MD5`.
         search: ``True`` also searches the folders above after ``root``; the default ``None``
             (or ``False``) reads a given ``root`` alone.
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .. import _validate as check
 from ..models.committee import committee_output
 from .base import DatasetError
 from .fashion_mnist import (
@@ -183,8 +184,7 @@ def fashion_committee(
         >>> d.n_train, d.n_features  # doctest: +SKIP
         (500, 784)
     """
-    if isinstance(n_train, bool) or not isinstance(n_train, int) or n_train < 1:
-        raise ValueError(f"Invalid n_train: {n_train!r} (need a positive int)")
+    check.positive_int("n_train", n_train)
     if balanced and n_train % 2:
         raise ValueError(f"Invalid n_train: {n_train} must be even when balanced=True")
     if len(classes) != 2 or classes[0] == classes[1] or not all(0 <= c <= 9 for c in classes):
@@ -283,14 +283,8 @@ def teacher_committee(
         >>> d.y_train.abs().eq(1).all().item(), d.metadata["k"]
         (True, 3)
     """
-    for name, v, low in (
-        ("n_train", n_train, 1),
-        ("n_test", n_test, 1),
-        ("n_features", n_features, 1),
-        ("k", k, 1),
-    ):
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ValueError(f"Invalid {name}: {v!r} (need an int >= {low})")
+    for name, v in (("n_train", n_train), ("n_test", n_test), ("n_features", n_features), ("k", k)):
+        check.positive_int(name, v)
     if k % 2 == 0:
         raise ValueError(f"Invalid k: {k} (the teacher needs an odd number of hidden units)")
     gen = torch.Generator().manual_seed(int(seed))

@@ -12,16 +12,13 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from .. import _rng
+from .. import _validate as check
 from .base import ImageSet
 
 __all__ = ["DeviceLoader"]
 
 _STATE_VERSION = 1
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    # A distinct, reproducible stream per (seed, epoch): no state to carry between epochs.
-    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 12_345) % (2**63 - 1)
 
 
 class DeviceLoader:
@@ -72,10 +69,8 @@ class DeviceLoader:
             )
         if images.shape[0] == 0:
             raise ValueError("DeviceLoader: the dataset is empty (N = 0)")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"DeviceLoader: invalid batch_size: {batch_size!r} (need int >= 1)")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"DeviceLoader: invalid seed: {seed!r} (need an int)")
+        check.integer("batch_size", batch_size, minimum=1, numpy=False, context="DeviceLoader")
+        check.integer("seed", seed, numpy=False, context="DeviceLoader")
         if transform is not None and not callable(transform):
             raise TypeError(f"DeviceLoader: transform must be callable, got {type(transform)}")
         self.device = torch.device(device) if device is not None else images.device
@@ -88,7 +83,7 @@ class DeviceLoader:
         self.transform = transform
         self.epoch = 0
         self.batch_index = 0  # batches of the current epoch already yielded
-        self.generator = torch.Generator(device=self.device).manual_seed(_epoch_seed(seed, -1))
+        self.generator = torch.Generator(device=self.device).manual_seed(_rng.epoch_seed(seed, -1))
 
     @classmethod
     def from_imageset(cls, data: ImageSet, batch_size: int, **kwargs) -> DeviceLoader:
@@ -105,7 +100,7 @@ class DeviceLoader:
         n = int(self.labels.shape[0])
         if not self.shuffle:
             return torch.arange(n, device=self.device)
-        g = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
+        g = torch.Generator().manual_seed(_rng.epoch_seed(self.seed, self.epoch))
         return torch.randperm(n, generator=g).to(self.device)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -9,6 +9,8 @@ import torch
 from .. import _rng
 from .loader import DeviceLoader
 
+__all__ = ["BatchStream", "replica_streams"]
+
 
 class BatchStream:
     """An endless iterator over a :class:`DeviceLoader`, epoch after epoch, resumable.

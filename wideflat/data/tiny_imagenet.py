@@ -145,7 +145,7 @@ def load_tiny_imagenet(
         dtype: ``torch.uint8`` or a float dtype (pixels scaled to [0, 1]).
         download: allow fetching the zip when absent.
         verify: check the zip's MD5 (the zip must sit next to the folder).
-        checksums: name → MD5 table; defaults to :data:`~wideflat.data.TINY_IMAGENET_MD5`.
+        checksums: name → MD5 table; defaults to :data:`~wideflat.data.checksums.TINY_IMAGENET_MD5`.
         search: ``True`` also searches the folders above after ``root``; the default ``None``
             (or ``False``) reads a given ``root`` alone.
 
@@ -172,6 +172,25 @@ def load_tiny_imagenet(
     if checksums is not None and not isinstance(checksums, Mapping):
         raise TypeError(f"checksums must be a mapping name -> md5, got {type(checksums)}")
     table = dict(checksums) if checksums is not None else dict(TINY_IMAGENET_MD5)
+    folder = _locate(root, search, download, verify, table)
+    wnids = _read_wnids(folder)
+    files, labels = (_train_files if split == "train" else _val_files)(folder, wnids)
+
+    images = torch.from_numpy(np.stack([_decode(p) for p in files]))
+    if dtype != torch.uint8:
+        images = images.to(dtype).div_(255.0)
+    return ImageSet(
+        images=images,
+        labels=torch.tensor(labels, dtype=torch.int64),
+        classes=_class_names(folder, wnids),
+        name="tiny-imagenet",
+        split=split,
+        source=str(folder),
+    )
+
+
+def _locate(root, search, download: bool, verify: bool, table: Mapping[str, str]) -> Path:
+    """The ``tiny-imagenet-200`` folder: found (extracting a zip), or downloaded if allowed."""
     folder = None
     for base in _bases(root, search):
         if (base / _FOLDER).is_dir():
@@ -206,7 +225,11 @@ def load_tiny_imagenet(
                 f"keep {_ZIP} next to it at {zip_path}"
             )
         _verify_zip(zip_path, table)
+    return folder
 
+
+def _read_wnids(folder: Path) -> list[str]:
+    """The class ids of ``wnids.txt``: non-empty, distinct, plain folder names."""
     wnids = _read_lines(folder / "wnids.txt", "wnids.txt (the list of class ids)")
     if not wnids:
         raise DatasetError(f"{folder / 'wnids.txt'}: empty wnids.txt (no class ids)")
@@ -218,58 +241,55 @@ def load_tiny_imagenet(
                 f"{folder / 'wnids.txt'}: wnid {w!r} is not a plain folder name in "
                 f"{folder / 'train'} (paths that may leave the dataset folder are refused)"
             )
-    index = {w: i for i, w in enumerate(wnids)}
+    return wnids
 
+
+def _train_files(folder: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
+    """Every JPEG under ``train/<wnid>/images`` (sorted per class) and its label."""
+    index = {w: i for i, w in enumerate(wnids)}
     files: list[Path] = []
     labels: list[int] = []
-    if split == "train":
-        for w in wnids:
-            img_dir = folder / "train" / w / "images"
-            if not img_dir.is_dir():
-                raise DatasetError(f"{img_dir}: missing class folder for wnid {w!r}")
-            try:
-                found = sorted(
-                    p for p in img_dir.iterdir() if p.suffix.lower() in (".jpeg", ".jpg")
-                )
-            except OSError as err:
-                raise DatasetError(f"{img_dir}: cannot list the class folder: {err}") from err
-            if not found:
-                raise DatasetError(f"{img_dir}: no JPEG images for wnid {w!r}")
-            files += found
-            labels += [index[w]] * len(found)
-    else:
-        ann = folder / "val" / "val_annotations.txt"
-        for lineno, line in enumerate(_read_lines(ann, "val_annotations.txt"), start=1):
-            parts = line.split("\t")
-            if len(parts) < 2:
-                raise DatasetError(f"{ann}: line {lineno} has no '<file><TAB><wnid>': {line!r}")
-            name, w = parts[0], parts[1]
-            if not _plain_name(name):
-                raise DatasetError(
-                    f"{ann}: line {lineno}: image entry {name!r} is not a plain file name in "
-                    f"{folder / 'val' / 'images'} (paths that may leave the dataset folder "
-                    "are refused)"
-                )
-            if w not in index:
-                raise DatasetError(
-                    f"{ann}: line {lineno}: unknown wnid {w!r} (not in {folder / 'wnids.txt'})"
-                )
-            files.append(folder / "val" / "images" / name)
-            labels.append(index[w])
-        if not files:
-            raise DatasetError(f"{ann}: no annotations")
+    for w in wnids:
+        img_dir = folder / "train" / w / "images"
+        if not img_dir.is_dir():
+            raise DatasetError(f"{img_dir}: missing class folder for wnid {w!r}")
+        try:
+            found = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in (".jpeg", ".jpg"))
+        except OSError as err:
+            raise DatasetError(f"{img_dir}: cannot list the class folder: {err}") from err
+        if not found:
+            raise DatasetError(f"{img_dir}: no JPEG images for wnid {w!r}")
+        files += found
+        labels += [index[w]] * len(found)
+    return files, labels
 
-    images = torch.from_numpy(np.stack([_decode(p) for p in files]))
-    if dtype != torch.uint8:
-        images = images.to(dtype).div_(255.0)
-    return ImageSet(
-        images=images,
-        labels=torch.tensor(labels, dtype=torch.int64),
-        classes=_class_names(folder, wnids),
-        name="tiny-imagenet",
-        split=split,
-        source=str(folder),
-    )
+
+def _val_files(folder: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
+    """The images listed in ``val/val_annotations.txt`` and their labels."""
+    index = {w: i for i, w in enumerate(wnids)}
+    files: list[Path] = []
+    labels: list[int] = []
+    ann = folder / "val" / "val_annotations.txt"
+    for lineno, line in enumerate(_read_lines(ann, "val_annotations.txt"), start=1):
+        parts = line.split("\t")
+        if len(parts) < 2:
+            raise DatasetError(f"{ann}: line {lineno} has no '<file><TAB><wnid>': {line!r}")
+        name, w = parts[0], parts[1]
+        if not _plain_name(name):
+            raise DatasetError(
+                f"{ann}: line {lineno}: image entry {name!r} is not a plain file name in "
+                f"{folder / 'val' / 'images'} (paths that may leave the dataset folder "
+                "are refused)"
+            )
+        if w not in index:
+            raise DatasetError(
+                f"{ann}: line {lineno}: unknown wnid {w!r} (not in {folder / 'wnids.txt'})"
+            )
+        files.append(folder / "val" / "images" / name)
+        labels.append(index[w])
+    if not files:
+        raise DatasetError(f"{ann}: no annotations")
+    return files, labels
 
 
 def _class_names(folder: Path, wnids: list[str]) -> tuple[str, ...]:

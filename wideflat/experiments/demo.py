@@ -18,9 +18,12 @@ from tqdm.auto import tqdm
 
 from .. import _rng
 from ..data import DeviceLoader
-from ..flatness.energy import local_energy
+from ..flatness import local_energy
 from ..optim import EntropySGD, ExponentialGamma, ReplicatedSGD, auto_gamma0_rsgd
 from . import methods
+
+__all__ = ["METHODS", "DemoConfig", "DemoResult", "format_table", "run_method", "student",
+           "teacher_data"]  # fmt: skip
 
 METHODS = ("sgd", "esgd", "rsgd")
 

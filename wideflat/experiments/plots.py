@@ -1,5 +1,8 @@
 """Tables and figures from run folders only (never imports training code).
 
+Figures are drawn on a ``matplotlib.figure.Figure`` with the Agg canvas (no pyplot, no global
+backend), matplotlib being imported only when a figure is drawn.
+
 * :func:`collect_runs`: every run folder under a folder (``run.json`` + ``metrics.jsonl``).
 * :func:`run_flags` / :func:`flag_runs`: why a run is *not a result* (it ended at
   chance-level test error, above the preset's ``max_train_error`` or did not finish).
@@ -34,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .._io import read_jsonl
 
 __all__ = [
     "CHANCE_FRACTION",
@@ -80,22 +85,6 @@ def _num(value) -> float:
     return value
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return rows
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
 def collect_runs(folder: str | os.PathLike) -> list[RunRecord]:
     """Every run under ``folder`` (itself or its sub-folders) with a readable run.json."""
     folder = Path(folder)
@@ -121,7 +110,7 @@ def collect_runs(folder: str | os.PathLike) -> list[RunRecord]:
                 seed=int(record.get("seed", -1)),
                 status=str(record.get("status", "?")),
                 summary=record.get("summary") or {},
-                metrics=_read_jsonl(path / "metrics.jsonl"),
+                metrics=read_jsonl(path / "metrics.jsonl"),
                 energy=energy,
             )
         )
@@ -250,14 +239,14 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
-    import matplotlib
+def _figure(figsize: tuple[float, float]):
+    """A figure on the Agg canvas: no pyplot state, no global backend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _groups(runs: list[RunRecord], label: str) -> list[tuple[list[RunRecord], bool]]:
@@ -345,9 +334,9 @@ def _legend(ax, runs: list[RunRecord], **where) -> None:
 
 def plot_test_error(runs: list[RunRecord], path: str | os.PathLike, *, title: str = "") -> Path:
     """Fig. 2: test error (%) vs epoch (data epochs; per replica for rSGD×y), mean ± std."""
-    plt = _pyplot()
     path = Path(path)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = _figure((6, 4))
+    ax = fig.subplots()
     if not _draw_test_error(ax, runs):
         ax.text(0.5, 0.5, "no finite test errors", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("epoch (rescaled: data consumed)")
@@ -359,16 +348,15 @@ def plot_test_error(runs: list[RunRecord], path: str | os.PathLike, *, title: st
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
 def plot_energy(runs: list[RunRecord], path: str | os.PathLike, *, title: str = "") -> Path:
     """Figs. 3–5: δE_train(σ) (%) per method, mean ± std over seeds, a panel per epoch."""
-    plt = _pyplot()
     path = Path(path)
     epochs = sorted({e for r in runs for e in r.energy})
-    fig, axes = plt.subplots(1, max(len(epochs), 1), figsize=(4.5 * max(len(epochs), 1), 3.8))
+    fig = _figure((4.5 * max(len(epochs), 1), 3.8))
+    axes = fig.subplots(1, max(len(epochs), 1))
     axes = np.atleast_1d(axes)
     for ax, epoch in zip(axes, epochs, strict=False):
         _draw_energy(ax, runs, epoch)
@@ -391,5 +379,4 @@ def plot_energy(runs: list[RunRecord], path: str | os.PathLike, *, title: str = 
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return path

@@ -58,7 +58,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import TrainConfig, parse_lr_schedule, resolve_kind
+from .config import TrainConfig, resolve_kind
+from .schedules import parse_lr_schedule
 
 __all__ = ["Preset", "get_preset", "list_presets", "preset_config", "scale_lr_schedule"]
 
@@ -80,6 +81,11 @@ _RSGD = {"gamma": "exp:auto:x1e4", "y": 3, "coupling_every": 10}
 def _cifar(name: str, dataset: str, model: str, **kw: Any) -> TrainConfig:
     kw = {"padding": 4, "flip": True, **kw}
     return TrainConfig(name=name, dataset=dataset, model=model, **kw)
+
+
+def _tiny(name: str, model: str, **kw: Any) -> TrainConfig:
+    kw = {"padding": 8, "flip": True, "lr": 0.05, "weight_decay": 1e-4, **kw}
+    return TrainConfig(name=name, dataset="tiny-imagenet", model=model, **kw)
 
 
 _PRESETS = [
@@ -212,17 +218,7 @@ _PRESETS = [
         "tiny-imagenet-resnet50",
         "Table 1, Tiny ImageNet ResNet-50 (C.2): 270 epochs, lr 0.05, drops at 90/180/240 "
         "(Fast-AutoAugment not modelled)",
-        TrainConfig(
-            name="tiny-imagenet-resnet50",
-            dataset="tiny-imagenet",
-            model="resnet50",
-            padding=8,
-            flip=True,
-            epochs=270,
-            lr=0.05,
-            weight_decay=1e-4,
-            lr_schedule="multistep:90,180,240",
-        ),
+        _tiny("tiny-imagenet-resnet50", "resnet50", epochs=270, lr_schedule="multistep:90,180,240"),
         {
             "rsgd": dict(_RSGD),
             # 50 outer epochs, drops at 18, 36, 48 → × L = 5.
@@ -238,16 +234,8 @@ _PRESETS = [
     Preset(
         "tiny-imagenet-densenet121",
         "Table 1, Tiny ImageNet DenseNet-121 (C.2): 200 epochs, drops at 100/150",
-        TrainConfig(
-            name="tiny-imagenet-densenet121",
-            dataset="tiny-imagenet",
-            model="densenet121",
-            padding=8,
-            flip=True,
-            epochs=200,
-            lr=0.05,
-            weight_decay=1e-4,
-            lr_schedule="multistep:100,150",
+        _tiny(
+            "tiny-imagenet-densenet121", "densenet121", epochs=200, lr_schedule="multistep:100,150"
         ),
         {
             "rsgd": dict(_RSGD),

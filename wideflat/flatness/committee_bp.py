@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from wideflat import _validate as check
 from wideflat._io import json_ready
 from wideflat.flatness._bp_inputs import (
     check_positive,
@@ -38,6 +39,7 @@ from wideflat.flatness._bp_inputs import (
     validate_committee,
 )
 from wideflat.flatness._bp_solvers import EdgeBP, Gamp, Problem, StepResult
+from wideflat.flatness._legendre import legendre_to_ball
 
 __all__ = ["BPConvergenceError", "CommitteeLocalEntropy", "committee_local_entropy"]
 
@@ -200,14 +202,6 @@ def _solve_point(solver, state, gamma: float, damping: float, *, tol: float, max
     return cold
 
 
-def _local_entropy(phi: float, gamma: float, delta: float) -> float:
-    """Legendre step to the ball: ``Phi_LE = phi + (u - 1 - log u) / 2``, ``u = 2 gamma delta``."""
-    u = 2.0 * gamma * delta
-    if not (math.isfinite(u) and u > 0):
-        return math.nan
-    return phi + 0.5 * (u - 1.0 - math.log(u))
-
-
 def committee_local_entropy(
     w: torch.Tensor | np.ndarray,
     X: torch.Tensor | np.ndarray,
@@ -308,33 +302,62 @@ def committee_local_entropy(
     """
     t0 = time.perf_counter()
     w, X, y = validate_committee(w, X, y)
-    if method not in ("gamp", "edge"):
-        raise ValueError(f"Invalid method: {method!r} (expected 'gamp' or 'edge')")
-    if training_errors not in ("raise", "drop"):
-        raise ValueError(
-            f"Invalid training_errors: {training_errors!r} (expected 'raise' or 'drop')"
-        )
-    if on_failure not in ("report", "raise"):
-        raise ValueError(f"Invalid on_failure: {on_failure!r} (expected 'report' or 'raise')")
+    _check_options(method, training_errors, on_failure, damping, tol, max_iter, distance_rtol)
+    targets, grid = _sweep_points(distances, gammas)
+    if normalize:
+        w = normalize_rows(w)
+    X, y, n_err = _constraints(w, X, y, training_errors)
+    solver = (Gamp if method == "gamp" else EdgeBP)(Problem.build(w, X, y))
+    points = _Points(len(grid) if grid is not None else len(targets), method, on_failure, progress)
+    # GAMP's arrays are small ((M, K), (K, N)): one thread is fastest, and with several threads
+    # on a busy machine intra-op synchronisation made a curve 20-50x slower (measured).
+    threads = 1 if method == "gamp" else None
+    try:
+        with _torch_threads(threads):
+            _sweep(solver, grid, targets, float(damping), tol, max_iter, distance_rtol, points)
+    finally:
+        points.close()
+    return CommitteeLocalEntropy(
+        **points.columns(),
+        target_distance=None if targets is None else tuple(float(t) for t in targets),
+        n_inputs=int(w.shape[1]),
+        n_hidden=int(w.shape[0]),
+        n_patterns=int(X.shape[0]),
+        n_training_errors=n_err,
+        training_errors=training_errors,
+        method=method,
+        normalized=bool(normalize),
+        elapsed_s=time.perf_counter() - t0,
+    )
+
+
+def _check_options(method, training_errors, on_failure, damping, tol, max_iter, rtol) -> None:
+    """Refuse a bad option of :func:`committee_local_entropy` with a ``ValueError``."""
+    check.choice("method", method, ("gamp", "edge"))
+    check.choice("training_errors", training_errors, ("raise", "drop"))
+    check.choice("on_failure", on_failure, ("report", "raise"))
     if not (isinstance(damping, int | float) and 0.0 <= damping < 1.0):
         raise ValueError(f"Invalid damping: {damping} (expected 0 <= damping < 1)")
     if not (isinstance(tol, int | float) and tol > 0 and math.isfinite(tol)):
         raise ValueError(f"Invalid tol: {tol} (expected a finite value > 0)")
-    if not (isinstance(max_iter, int) and max_iter >= 1):
-        raise ValueError(f"Invalid max_iter: {max_iter} (expected an int >= 1)")
-    if not (isinstance(distance_rtol, int | float) and 0 < distance_rtol < 1):
-        raise ValueError(f"Invalid distance_rtol: {distance_rtol} (expected 0 < rtol < 1)")
+    check.integer("max_iter", max_iter, minimum=1, numpy=False)
+    if not (isinstance(rtol, int | float) and 0 < rtol < 1):
+        raise ValueError(f"Invalid distance_rtol: {rtol} (expected 0 < rtol < 1)")
+
+
+def _sweep_points(distances, gammas) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(targets, grid)``: the sorted target distances, or the couplings largest first."""
     if distances is not None and gammas is not None:
         raise ValueError("Invalid arguments: give distances or gammas, not both")
     if distances is not None:
-        targets = np.sort(check_positive("distances", distances))
-        grid = None
-    else:
-        targets = None
-        grid = np.sort(check_positive("gammas", DEFAULT_GAMMAS if gammas is None else gammas))[::-1]
+        return np.sort(check_positive("distances", distances)), None
+    grid = np.sort(check_positive("gammas", DEFAULT_GAMMAS if gammas is None else gammas))
+    return None, grid[::-1]
 
-    if normalize:
-        w = normalize_rows(w)
+
+def _constraints(w, X, y, training_errors: str):
+    """The patterns ``w`` classifies correctly and the number it misclassifies (refused under
+    ``training_errors="raise"``)."""
     correct = committee_correct(w, X, y)
     n_err = int((~correct).sum())
     if n_err and training_errors == "raise":
@@ -342,26 +365,31 @@ def committee_local_entropy(
             f"Invalid w: the reference misclassifies {n_err} of {len(y)} training patterns; "
             "Phi_LE needs E_train(w) = 0, or pass training_errors='drop' for a lower bound"
         )
-    X, y = X[correct], y[correct]
-    prob = Problem.build(w, X, y)
-    solver = Gamp(prob) if method == "gamp" else EdgeBP(prob)
+    return X[correct], y[correct], n_err
 
-    first_gamma = float(grid[0]) if grid is not None else 0.5 / float(targets[0])
-    points: list[dict] = []
-    n_points = len(grid) if grid is not None else len(targets)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_points, desc=f"BP local entropy ({method})", unit="pt")
+class _Points:
+    """The curve's points in the order they are solved, a progress bar and the failure policy."""
 
-    def record(solved: _Solved, gamma: float, iters: int, target: float | None, extra: str = ""):
+    def __init__(self, n_points: int, method: str, on_failure: str, progress: bool):
+        self.rows: list[dict] = []
+        self.on_failure = on_failure
+        self.bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=n_points, desc=f"BP local entropy ({method})", unit="pt")
+
+    def record(
+        self, solved: _Solved, gamma: float, iters: int, target: float | None, extra: str = ""
+    ) -> None:
+        """Add the point solved at ``gamma`` (``extra``: a reason to count it as failed)."""
         r = solved.result
         ok = solved.converged and not extra
-        phi_le = _local_entropy(r.phi, gamma, r.delta) if ok else math.nan
+        phi_le = legendre_to_ball(r.phi, gamma, r.delta) if ok else math.nan
         where = f"gamma={gamma:.6g}" + (f" (target distance {target:.6g})" if target else "")
         reason = extra or solved.reason
-        points.append(
+        self.rows.append(
             dict(
                 distance=r.delta if ok else math.nan,
                 local_entropy=phi_le,
@@ -374,59 +402,46 @@ def committee_local_entropy(
                 failure=None if ok else f"{where}: BP did not converge: {reason}",
             )
         )
-        if not ok and on_failure == "raise":
-            raise BPConvergenceError(points[-1]["failure"])
-        if bar is not None:
-            bar.update(1)
+        if not ok and self.on_failure == "raise":
+            raise BPConvergenceError(self.rows[-1]["failure"])
+        if self.bar is not None:
+            self.bar.update(1)
 
-    def _sweep():
-        state, lam = solver.init_state(first_gamma), float(damping)
-        if grid is not None:
-            for gamma in grid:
-                solved = _solve_point(solver, state, float(gamma), lam, tol=tol, max_iter=max_iter)
-                if solved.converged:
-                    state, lam = solved.state, solved.damping
-                record(solved, float(gamma), solved.iterations, None)
-        else:
-            u = 1.0  # 2 gamma delta of the last solved point; 1 for the empty problem
-            for target in targets:
-                state, lam, u = _solve_distance(
-                    solver, state, lam, float(target), u, tol, max_iter, distance_rtol, record
-                )
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
-    # GAMP's arrays are small ((M, K), (K, N)): one thread is fastest, and with several threads
-    # on a busy machine intra-op synchronisation made a curve 20-50x slower (measured).
-    threads = 1 if method == "gamp" else None
-    try:
-        with _torch_threads(threads):
-            _sweep()
-    finally:
-        if bar is not None:
-            bar.close()
+    def columns(self) -> dict:
+        """The per-point fields of :class:`CommitteeLocalEntropy`."""
 
-    def col(key):
-        return tuple(p[key] for p in points)
+        def col(key, kind):
+            return tuple(kind(p[key]) for p in self.rows)
 
-    return CommitteeLocalEntropy(
-        distance=tuple(float(x) for x in col("distance")),
-        local_entropy=tuple(float(x) for x in col("local_entropy")),
-        gamma=tuple(float(x) for x in col("gamma")),
-        phi=tuple(float(x) for x in col("phi")),
-        converged=tuple(bool(x) for x in col("converged")),
-        iterations=tuple(int(x) for x in col("iterations")),
-        residual=tuple(float(x) for x in col("residual")),
-        damping=tuple(float(x) for x in col("damping")),
-        target_distance=None if targets is None else tuple(float(t) for t in targets),
-        failures=tuple(p["failure"] for p in points if p["failure"]),
-        n_inputs=int(w.shape[1]),
-        n_hidden=int(w.shape[0]),
-        n_patterns=int(X.shape[0]),
-        n_training_errors=n_err,
-        training_errors=training_errors,
-        method=method,
-        normalized=bool(normalize),
-        elapsed_s=time.perf_counter() - t0,
-    )
+        floats = ("distance", "local_entropy", "gamma", "phi", "residual", "damping")
+        return {
+            **{key: col(key, float) for key in floats},
+            "converged": col("converged", bool),
+            "iterations": col("iterations", int),
+            "failures": tuple(p["failure"] for p in self.rows if p["failure"]),
+        }
+
+
+def _sweep(solver, grid, targets, damping, tol, max_iter, rtol, points: _Points) -> None:
+    """Solve every point, largest gamma first, each warm-started from the last fixed point."""
+    first_gamma = float(grid[0]) if grid is not None else 0.5 / float(targets[0])
+    state, lam = solver.init_state(first_gamma), damping
+    if grid is not None:
+        for gamma in grid:
+            solved = _solve_point(solver, state, float(gamma), lam, tol=tol, max_iter=max_iter)
+            if solved.converged:
+                state, lam = solved.state, solved.damping
+            points.record(solved, float(gamma), solved.iterations, None)
+        return
+    u = 1.0  # 2 gamma delta of the last solved point; 1 for the empty problem
+    for target in targets:
+        state, lam, u = _solve_distance(
+            solver, state, lam, float(target), u, tol, max_iter, rtol, points.record
+        )
 
 
 def _solve_distance(solver, state, lam, target, u, tol, max_iter, rtol, record, max_steps=30):

@@ -10,6 +10,9 @@ and the loss-based variant replaces the error E by the loss L. A profile is this
 grid of σ, each point a Monte Carlo average over ``samples`` independent draws of z, reported
 with its standard error.
 
+The result type is :class:`~wideflat.flatness.LocalEnergyProfile` (``_profile.py``); the data
+plumbing is ``_energy_data.py`` and the perturb-and-evaluate primitives ``_perturbations.py``.
+
 References:
     Pittorino et al., "Entropic gradient descent algorithms and wide flat minima", ICLR 2021
     (Eq. 4, §6.2). Jiang et al., "Fantastic generalization measures and where to find them",
@@ -18,14 +21,11 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import json
-import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import MISSING, dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,18 +33,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.data import DataLoader, IterableDataset, Subset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from wideflat._io import json_ready
+from wideflat import _validate as check
+from wideflat._bn import recompute_bn
+from wideflat.flatness._energy_data import make_batches
+from wideflat.flatness._perturbations import (
+    VmapUnavailable,
+    draw_noise,
+    evaluate_plain,
+    evaluate_vmap,
+    perturb,
+)
+from wideflat.flatness._profile import BN_POLICIES, PERTURBATIONS, LocalEnergyProfile, mean_se
 
-__all__ = ["LocalEnergyProfile", "local_energy", "classification_error"]
+__all__ = ["LocalEnergyProfile", "classification_error", "local_energy"]
 
-_PERTURBATIONS = ("multiplicative", "additive")
-_BN_POLICIES = ("eval", "recompute")
 _PARAM_SETS = ("trainable", "all")
-_FORMAT = "wideflat.local_energy_profile"
-_FORMAT_VERSION = 1
 
 
 def classification_error(output: Tensor, target: Tensor) -> Tensor:
@@ -62,158 +68,6 @@ def classification_error(output: Tensor, target: Tensor) -> Tensor:
         tensor([0., 1.])
     """
     return (output.argmax(dim=-1) != target).to(torch.float32)
-
-
-# --------------------------------------------------------------------------------------------
-# Result object
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LocalEnergyProfile:
-    """A local-energy profile with its Monte Carlo uncertainty and provenance.
-
-    All ``delta_*`` values are differences to the unperturbed model: for each σ,
-    ``delta_error[i]`` = mean over draws of E(w_σ,s) − E(w) and ``delta_error_se[i]`` its
-    standard error (sample std with ddof=1 over √samples; NaN when samples = 1; 0 at σ = 0,
-    where every draw is w itself). Errors are fractions of misclassified examples (or the mean
-    of ``error_fn``), losses are means of ``loss_fn`` over the evaluated examples.
-
-    Attributes:
-        sigmas: perturbation intensities σ, in the order given.
-        delta_error: mean error difference per σ.
-        delta_error_se: standard error of ``delta_error``.
-        delta_loss: mean loss difference per σ.
-        delta_loss_se: standard error of ``delta_loss``.
-        error_draws: per σ, the per-draw error differences (``samples`` values each).
-        loss_draws: per σ, the per-draw loss differences.
-        base_error: E_train(w) of the unperturbed model under the same BN policy.
-        base_loss: L_train(w) of the unperturbed model under the same BN policy.
-        samples: number of draws of z per σ.
-        n_examples: number of training examples each evaluation averages over.
-        perturbation: ``"multiplicative"`` (w + σ z ⊙ w) or ``"additive"`` (w + σ z).
-        bn: BatchNorm policy, ``"eval"`` or ``"recompute"``.
-        seed: seed of the measurement generator.
-        params: which parameters were perturbed, ``"trainable"`` or ``"all"``.
-        n_parameters: number of perturbed scalar weights.
-        engine: ``"vmap"``, ``"loop"`` or ``"vmap+loop"`` (vmap fell back part-way).
-        chunk_size: perturbations per batched forward pass (vmap engine).
-        model: class name of the measured model.
-        device: device the evaluation ran on.
-        torch_version: ``torch.__version__`` used.
-        wideflat_version: ``wideflat.__version__`` used.
-        wall_time_s: wall-clock time of the measurement, seconds.
-
-    Example:
-        >>> p = LocalEnergyProfile(sigmas=(0.0,), delta_error=(0.0,), delta_error_se=(0.0,),
-        ...     delta_loss=(0.0,), delta_loss_se=(0.0,), error_draws=((0.0,),),
-        ...     loss_draws=((0.0,),), base_error=0.1, base_loss=0.3, samples=1, n_examples=10)
-        >>> LocalEnergyProfile.from_dict(p.to_dict()) == p
-        True
-    """
-
-    sigmas: tuple[float, ...]
-    delta_error: tuple[float, ...]
-    delta_error_se: tuple[float, ...]
-    delta_loss: tuple[float, ...]
-    delta_loss_se: tuple[float, ...]
-    error_draws: tuple[tuple[float, ...], ...]
-    loss_draws: tuple[tuple[float, ...], ...]
-    base_error: float
-    base_loss: float
-    samples: int
-    n_examples: int
-    perturbation: str = "multiplicative"
-    bn: str = "eval"
-    seed: int = 0
-    params: str = "trainable"
-    n_parameters: int = 0
-    engine: str = "loop"
-    chunk_size: int = 1
-    model: str = ""
-    device: str = "cpu"
-    torch_version: str = ""
-    wideflat_version: str = ""
-    wall_time_s: float = 0.0
-
-    def __post_init__(self) -> None:
-        n = len(self.sigmas)
-        for name in ("delta_error", "delta_error_se", "delta_loss", "delta_loss_se"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(
-                    f"Invalid {name}: length {len(getattr(self, name))} != len(sigmas) = {n}"
-                )
-        for name in ("error_draws", "loss_draws"):
-            draws = getattr(self, name)
-            if len(draws) != n or any(len(d) != self.samples for d in draws):
-                raise ValueError(
-                    f"Invalid {name}: expected {n} rows of samples={self.samples} draws"
-                )
-        if self.perturbation not in _PERTURBATIONS:
-            raise ValueError(f"Invalid perturbation: {self.perturbation!r}")
-        if self.bn not in _BN_POLICIES:
-            raise ValueError(f"Invalid bn policy: {self.bn!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN and ±inf are written as ``None``)."""
-        out: dict[str, Any] = {"format": _FORMAT, "version": _FORMAT_VERSION}
-        for f in fields(self):
-            out[f.name] = json_ready(getattr(self, f.name))
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LocalEnergyProfile:
-        """Inverse of :meth:`to_dict` (``None`` numbers are read back as NaN)."""
-        if not isinstance(data, dict) or data.get("format") != _FORMAT:
-            raise ValueError(f"Invalid profile dict: format is not {_FORMAT!r}")
-        if data.get("version") != _FORMAT_VERSION:
-            raise ValueError(f"Invalid profile dict: unsupported version {data.get('version')!r}")
-        kwargs: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in data:
-                continue
-            value = data[f.name]
-            if f.name in ("sigmas", "delta_error", "delta_error_se", "delta_loss", "delta_loss_se"):
-                value = tuple(_none_to_nan(v) for v in value)
-            elif f.name in ("error_draws", "loss_draws"):
-                value = tuple(tuple(_none_to_nan(v) for v in row) for row in value)
-            elif f.name in ("base_error", "base_loss", "wall_time_s"):
-                value = _none_to_nan(value)
-            kwargs[f.name] = value
-        missing = [
-            f.name
-            for f in fields(cls)
-            if f.name not in kwargs and f.default is MISSING and f.default_factory is MISSING
-        ]
-        if missing:
-            raise ValueError(f"Invalid profile dict: missing keys {missing}")
-        return cls(**kwargs)
-
-    def to_json(self, path: str | Path) -> Path:
-        """Write the profile to ``path`` as strict JSON (no NaN literals); returns the path."""
-        path = Path(path)
-        text = json.dumps(self.to_dict(), allow_nan=False, indent=1)
-        path.write_text(text + "\n")
-        return path
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> LocalEnergyProfile:
-        """Read a profile written by :meth:`to_json`."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"Invalid profile file {str(path)!r}: {exc}") from exc
-        return cls.from_dict(data)
-
-
-def _none_to_nan(value: Any) -> float:
-    return float("nan") if value is None else float(value)
-
-
-# --------------------------------------------------------------------------------------------
-# Public entry point
-# --------------------------------------------------------------------------------------------
 
 
 def local_energy(
@@ -334,16 +188,65 @@ def local_energy(
         True
     """
     t_start = time.perf_counter()
+    sigma_list = _check_arguments(
+        model, sigmas, samples, batch_size, chunk_size, seed, perturbation, bn, params, vmap,
+        loss_fn, error_fn,
+    )  # fmt: skip
+    samples, batch_size, chunk_size, seed = map(int, (samples, batch_size, chunk_size, seed))
+    model_device = _model_device(model)
+    device = model_device if device is None else torch.device(device)
+    work = model if device == model_device else copy.deepcopy(model).to(device)
+    named = _perturbed_parameters(work, params)
+    batches = make_batches(data, subset, batch_size, seed, device)
+    use_vmap = bn == "eval" and (vmap is True or (vmap == "auto" and _auto_prefers_vmap(device)))
+    n_nonzero = sum(1 for s in sigma_list if s != 0.0)
+    bar = tqdm(total=n_nonzero * samples, desc="local energy", disable=not progress, leave=False)
+    cuda_devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with (
+            _preserved(work, named) as saved,
+            torch.random.fork_rng(devices=cuda_devices),
+            torch.no_grad(),
+        ):
+            work.eval()
+            run = _Evaluator(
+                work, named, saved, batches, loss_fn, error_fn, perturbation,
+                use_vmap=use_vmap, strict=vmap is True, recompute=bn == "recompute",
+                name=type(model).__name__,
+            )  # fmt: skip
+            base = run.base()
+            gen = torch.Generator(device=device)
+            rows = []  # a loop, not a comprehension: the warning's stacklevel counts frames
+            for i, sigma in enumerate(sigma_list):
+                rows.append(_sigma_rows(run, gen, seed, i, sigma, samples, chunk_size, base, bar))
+    finally:
+        bar.close()
+    return _profile(
+        model, rows, base, sigma_list, samples, perturbation, bn, seed, params,
+        sum(p.numel() for _, p in named), run.engines, chunk_size, device, t_start,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Internals
+# --------------------------------------------------------------------------------------------
+
+
+def _check_arguments(
+    model, sigmas, samples, batch_size, chunk_size, seed, perturbation, bn, params, vmap,
+    loss_fn, error_fn,
+) -> list[float]:  # fmt: skip
+    """Refuse a bad argument of :func:`local_energy` with a ``ValueError``; return the σ list."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"Invalid model: expected an nn.Module, got {type(model).__name__}")
     sigma_list = _validate_sigmas(sigmas)
-    samples = _validate_int("samples", samples, minimum=1)
-    batch_size = _validate_int("batch_size", batch_size, minimum=1)
-    chunk_size = _validate_int("chunk_size", chunk_size, minimum=1)
-    seed = _validate_int("seed", seed, minimum=0)
-    _validate_choice("perturbation", perturbation, _PERTURBATIONS)
-    _validate_choice("bn policy", bn, _BN_POLICIES)
-    _validate_choice("params", params, _PARAM_SETS)
+    check.integer("samples", samples, minimum=1)
+    check.integer("batch_size", batch_size, minimum=1)
+    check.integer("chunk_size", chunk_size, minimum=1)
+    check.integer("seed", seed, minimum=0)
+    check.choice("perturbation", perturbation, PERTURBATIONS)
+    check.choice("bn policy", bn, BN_POLICIES)
+    check.choice("params", params, _PARAM_SETS)
     if not (vmap is True or vmap is False or (isinstance(vmap, str) and vmap == "auto")):
         raise ValueError(f"Invalid vmap: {vmap!r} (expected True, False or 'auto')")
     if vmap is True and bn == "recompute":
@@ -352,162 +255,7 @@ def local_energy(
         raise ValueError(f"Invalid loss_fn: {loss_fn!r} is not callable")
     if not callable(error_fn):
         raise ValueError(f"Invalid error_fn: {error_fn!r} is not callable")
-
-    model_device = _model_device(model)
-    device = model_device if device is None else torch.device(device)
-    work = model if device == model_device else copy.deepcopy(model).to(device)
-
-    named = [
-        (name, p)
-        for name, p in work.named_parameters()
-        if p.is_floating_point() and (params == "all" or p.requires_grad)
-    ]
-    if not named:
-        raise ValueError(
-            f"Invalid model: no {'floating' if params == 'all' else 'trainable'} parameters "
-            f"to perturb (params={params!r})"
-        )
-    n_parameters = sum(p.numel() for _, p in named)
-
-    batches = _make_batches(data, subset, batch_size, seed, device)
-    use_vmap = bn == "eval" and (vmap is True or (vmap == "auto" and _auto_prefers_vmap(device)))
-    engine_used: set[str] = set()
-
-    cuda_devices = [device.index or 0] if device.type == "cuda" else []
-    saved_params = {name: p.detach().clone() for name, p in named}
-    saved_buffers = {name: b.detach().clone() for name, b in work.named_buffers()}
-    saved_modes = [(m, m.training) for m in work.modules()]
-    bns = [m for m in work.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
-    saved_momentum = [m.momentum for m in bns]
-    n_nonzero = sum(1 for s in sigma_list if s != 0.0)
-    bar = tqdm(total=n_nonzero * samples, desc="local energy", disable=not progress, leave=False)
-    try:
-        with torch.random.fork_rng(devices=cuda_devices), torch.no_grad():
-            work.eval()
-            gen = torch.Generator(device=device)
-            stats_pass = _make_stats_pass(work, bns, batches) if bn == "recompute" else None
-            if stats_pass is not None:
-                stats_pass()
-            base_loss, base_err, n_examples = _evaluate_plain(work, batches, loss_fn, error_fn)
-            if n_examples == 0:
-                raise ValueError("Invalid data: it yielded no examples")
-
-            loss_draws: list[list[float]] = []
-            err_draws: list[list[float]] = []
-            for i, sigma in enumerate(sigma_list):
-                if sigma == 0.0:  # w + 0·z⊙w == w bitwise: every draw is the base model
-                    loss_draws.append([0.0] * samples)
-                    err_draws.append([0.0] * samples)
-                    continue
-                row_loss: list[float] = []
-                row_err: list[float] = []
-                for start in range(0, samples, chunk_size):
-                    draws = range(start, min(start + chunk_size, samples))
-                    noise = [_draw_noise(named, gen, seed, i, s) for s in draws]
-                    sums = None
-                    if use_vmap:
-                        try:
-                            sums = _evaluate_vmap(
-                                work,
-                                saved_params,
-                                noise,
-                                sigma,
-                                perturbation,
-                                batches,
-                                loss_fn,
-                                error_fn,
-                            )
-                            engine_used.add("vmap")
-                        except _VmapUnavailable as exc:
-                            if vmap is True:
-                                raise exc.__cause__ from None
-                            warnings.warn(
-                                f"local_energy: vmap engine unavailable for "
-                                f"{type(model).__name__} ({exc}); using the loop engine",
-                                RuntimeWarning,
-                                stacklevel=2,
-                            )
-                            use_vmap = False
-                    if sums is None:
-                        sums = []
-                        for z in noise:
-                            for (name, p), zp in zip(named, z, strict=True):
-                                p.copy_(_perturb(saved_params[name], zp, sigma, perturbation))
-                            if stats_pass is not None:
-                                stats_pass()
-                            loss_s, err_s, _ = _evaluate_plain(work, batches, loss_fn, error_fn)
-                            sums.append((loss_s, err_s))
-                        engine_used.add("loop")
-                    for loss_s, err_s in sums:
-                        row_loss.append((loss_s - base_loss) / n_examples)
-                        row_err.append((err_s - base_err) / n_examples)
-                    bar.update(len(draws))
-                loss_draws.append(row_loss)
-                err_draws.append(row_err)
-    finally:
-        bar.close()
-        with torch.no_grad():
-            for name, p in named:
-                p.copy_(saved_params[name])
-            for name, b in work.named_buffers():
-                if name in saved_buffers:
-                    b.copy_(saved_buffers[name])
-        for m, momentum in zip(bns, saved_momentum, strict=True):
-            m.momentum = momentum
-        for m, training in saved_modes:
-            m.training = training
-
-    err_mean, err_se = _mean_se(err_draws)
-    loss_mean, loss_se = _mean_se(loss_draws)
-    from wideflat import __version__ as wideflat_version
-
-    return LocalEnergyProfile(
-        sigmas=tuple(sigma_list),
-        delta_error=err_mean,
-        delta_error_se=err_se,
-        delta_loss=loss_mean,
-        delta_loss_se=loss_se,
-        error_draws=tuple(tuple(r) for r in err_draws),
-        loss_draws=tuple(tuple(r) for r in loss_draws),
-        base_error=base_err / n_examples,
-        base_loss=base_loss / n_examples,
-        samples=samples,
-        n_examples=n_examples,
-        perturbation=perturbation,
-        bn=bn,
-        seed=seed,
-        params=params,
-        n_parameters=n_parameters,
-        engine="+".join(e for e in ("vmap", "loop") if e in engine_used) or "none",
-        chunk_size=chunk_size,
-        model=type(model).__name__,
-        device=str(device),
-        torch_version=torch.__version__,
-        wideflat_version=wideflat_version,
-        wall_time_s=time.perf_counter() - t_start,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Internals
-# --------------------------------------------------------------------------------------------
-
-
-class _VmapUnavailable(RuntimeError):
-    """The batched forward pass failed; ``__cause__`` holds the original error."""
-
-
-def _validate_int(name: str, value: Any, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"Invalid {name}: {value!r} (expected an int >= {minimum})")
-    if value < minimum:
-        raise ValueError(f"Invalid {name}: {value} (expected >= {minimum})")
-    return int(value)
-
-
-def _validate_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"Invalid {name}: {value!r} (expected one of {list(choices)})")
+    return sigma_list
 
 
 def _validate_sigmas(sigmas: Any) -> list[float]:
@@ -525,17 +273,187 @@ def _validate_sigmas(sigmas: Any) -> list[float]:
         raise ValueError(f"Invalid sigmas: {sigmas!r} (expected a number or a sequence)")
     if not values:
         raise ValueError("Invalid sigmas: empty sequence")
-    out = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise ValueError(f"Invalid sigma: {v!r} (expected a number)")
-        v = float(v)
-        if not math.isfinite(v):
-            raise ValueError(f"Invalid sigma: {v} (must be finite)")
-        if v < 0:
-            raise ValueError(f"Invalid sigma: {v} (must be >= 0)")
-        out.append(v)
-    return out
+    return [check.number("sigma", v, minimum=0.0, finite=True) for v in values]
+
+
+def _perturbed_parameters(model: nn.Module, params: str) -> list[tuple[str, Tensor]]:
+    """The named parameters ``params`` selects (floating point; trainable unless "all")."""
+    named = [
+        (name, p)
+        for name, p in model.named_parameters()
+        if p.is_floating_point() and (params == "all" or p.requires_grad)
+    ]
+    if not named:
+        raise ValueError(
+            f"Invalid model: no {'floating' if params == 'all' else 'trainable'} parameters "
+            f"to perturb (params={params!r})"
+        )
+    return named
+
+
+@contextlib.contextmanager
+def _preserved(model: nn.Module, named: list[tuple[str, Tensor]]) -> Iterator[dict[str, Tensor]]:
+    """Yield copies of the perturbed parameters; on exit copy them and every buffer back, and
+    restore each module's train/eval flag and BatchNorm momentum (bitwise, never by undoing)."""
+    saved_params = {name: p.detach().clone() for name, p in named}
+    saved_buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    saved_modes = [(m, m.training) for m in model.modules()]
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    saved_momentum = [m.momentum for m in bns]
+    try:
+        yield saved_params
+    finally:
+        with torch.no_grad():
+            for name, p in named:
+                p.copy_(saved_params[name])
+            for name, b in model.named_buffers():
+                if name in saved_buffers:
+                    b.copy_(saved_buffers[name])
+        for m, momentum in zip(bns, saved_momentum, strict=True):
+            m.momentum = momentum
+        for m, training in saved_modes:
+            m.training = training
+
+
+class _BatchNormOnlyTrains(nn.Module):
+    """``model`` as :func:`~wideflat._bn.recompute_bn` sees it: ``train()`` switches only the
+    BatchNorm layers, so Dropout and other train-time randomness stay off during the
+    statistics pass (the measure evaluates the model in eval mode)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.train(False)
+
+    def train(self, mode: bool = True) -> _BatchNormOnlyTrains:
+        self.training = mode
+        for m in self.model.modules():
+            if isinstance(m, _BatchNorm):
+                m.train(mode)
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+
+class _Evaluator:
+    """Σ loss and Σ error over the batches at the base or perturbed weights.
+
+    The vmap engine evaluates a chunk of perturbations in one batched forward pass without
+    touching the model; the loop engine copies each perturbation into the parameters (and, with
+    BatchNorm recomputed, re-estimates the statistics first). A failed vmap pass falls back to
+    the loop for the rest of the measurement (with a warning), unless vmap was asked for.
+    """
+
+    def __init__(
+        self, model, named, saved, batches, loss_fn, error_fn, kind, *, use_vmap, strict,
+        recompute, name,
+    ):  # fmt: skip
+        self.model, self.named, self.saved, self.batches = model, named, saved, batches
+        self.loss_fn, self.error_fn, self.kind = loss_fn, error_fn, kind
+        self.use_vmap, self.strict, self.name = use_vmap, strict, name
+        tracked = any(isinstance(m, _BatchNorm) and m.track_running_stats for m in model.modules())
+        self.recompute = recompute and tracked
+        self.engines: set[str] = set()
+
+    def base(self) -> tuple[float, float, int]:
+        """Σ loss, Σ error and the number of examples at the unperturbed weights."""
+        if self.recompute:
+            recompute_bn(_BatchNormOnlyTrains(self.model), self.batches)
+        base = evaluate_plain(self.model, self.batches, self.loss_fn, self.error_fn)
+        if base[2] == 0:
+            raise ValueError("Invalid data: it yielded no examples")
+        return base
+
+    def sums(self, noise: list[list[Tensor]], sigma: float) -> list[tuple[float, float]]:
+        """(Σ loss, Σ error) for each perturbation z in ``noise`` at intensity σ."""
+        if self.use_vmap:
+            try:
+                out = evaluate_vmap(
+                    self.model, self.saved, noise, sigma, self.kind, self.batches, self.loss_fn,
+                    self.error_fn,
+                )  # fmt: skip
+                self.engines.add("vmap")
+                return out
+            except VmapUnavailable as exc:
+                if self.strict:
+                    raise exc.__cause__ from None
+                warnings.warn(
+                    f"local_energy: vmap engine unavailable for {self.name} ({exc}); using "
+                    "the loop engine",
+                    RuntimeWarning,
+                    stacklevel=4,  # sums ← _sigma_rows ← local_energy ← its caller
+                )
+                self.use_vmap = False
+        out = []
+        for z in noise:
+            for (name, p), zp in zip(self.named, z, strict=True):
+                p.copy_(perturb(self.saved[name], zp, sigma, self.kind))
+            if self.recompute:
+                recompute_bn(_BatchNormOnlyTrains(self.model), self.batches)
+            loss_s, err_s, _ = evaluate_plain(self.model, self.batches, self.loss_fn, self.error_fn)
+            out.append((loss_s, err_s))
+        self.engines.add("loop")
+        return out
+
+
+def _sigma_rows(
+    run: _Evaluator, gen, seed: int, i: int, sigma: float, samples: int, chunk_size: int,
+    base: tuple[float, float, int], bar,
+) -> tuple[list[float], list[float]]:  # fmt: skip
+    """The per-draw loss and error differences to the base at σ (index i), chunk by chunk."""
+    if sigma == 0.0:  # w + 0·z⊙w == w bitwise: every draw is the base model
+        return [0.0] * samples, [0.0] * samples
+    base_loss, base_err, n_examples = base
+    row_loss: list[float] = []
+    row_err: list[float] = []
+    for start in range(0, samples, chunk_size):
+        draws = range(start, min(start + chunk_size, samples))
+        noise = [draw_noise(run.named, gen, seed, i, s) for s in draws]
+        for loss_s, err_s in run.sums(noise, sigma):
+            row_loss.append((loss_s - base_loss) / n_examples)
+            row_err.append((err_s - base_err) / n_examples)
+        bar.update(len(draws))
+    return row_loss, row_err
+
+
+def _profile(
+    model, rows, base, sigma_list, samples, perturbation, bn, seed, params, n_parameters,
+    engines, chunk_size, device, t_start,
+) -> LocalEnergyProfile:  # fmt: skip
+    """The :class:`LocalEnergyProfile` of the measured rows, with the provenance."""
+    from wideflat import __version__ as wideflat_version
+
+    loss_draws = [r[0] for r in rows]
+    err_draws = [r[1] for r in rows]
+    err_mean, err_se = mean_se(err_draws)
+    loss_mean, loss_se = mean_se(loss_draws)
+    base_loss, base_err, n_examples = base
+    return LocalEnergyProfile(
+        sigmas=tuple(sigma_list),
+        delta_error=err_mean,
+        delta_error_se=err_se,
+        delta_loss=loss_mean,
+        delta_loss_se=loss_se,
+        error_draws=tuple(tuple(r) for r in err_draws),
+        loss_draws=tuple(tuple(r) for r in loss_draws),
+        base_error=base_err / n_examples,
+        base_loss=base_loss / n_examples,
+        samples=samples,
+        n_examples=n_examples,
+        perturbation=perturbation,
+        bn=bn,
+        seed=seed,
+        params=params,
+        n_parameters=n_parameters,
+        engine="+".join(e for e in ("vmap", "loop") if e in engines) or "none",
+        chunk_size=chunk_size,
+        model=type(model).__name__,
+        device=str(device),
+        torch_version=torch.__version__,
+        wideflat_version=wideflat_version,
+        wall_time_s=time.perf_counter() - t_start,
+    )
 
 
 def _auto_prefers_vmap(device: torch.device) -> bool:
@@ -549,216 +467,3 @@ def _model_device(model: nn.Module) -> torch.device:
     for t in model.buffers():
         return t.device
     return torch.device("cpu")
-
-
-def _derive_seed(seed: int, *keys: int) -> int:
-    """Child seed of ``(seed, *keys)``: distinct keys give independent streams."""
-    state = np.random.SeedSequence([seed, *keys]).generate_state(1, np.uint64)
-    return int(state[0] >> np.uint64(1))
-
-
-def _draw_noise(
-    named: list[tuple[str, Tensor]], gen: torch.Generator, seed: int, i: int, s: int
-) -> list[Tensor]:
-    """z for draw ``s`` at σ index ``i``: one standard normal tensor per perturbed parameter."""
-    gen.manual_seed(_derive_seed(seed, 0, i, s))
-    return [torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype) for _, p in named]
-
-
-def _perturb(w: Tensor, z: Tensor, sigma: float, kind: str) -> Tensor:
-    """w + σ z ⊙ w or w + σ z, as separate elementwise kernels (one rounding each, no fused
-    multiply-add), so a stacked (vmap) and a single (loop) evaluation are bitwise equal."""
-    step = torch.mul(z, w) if kind == "multiplicative" else z
-    return torch.add(w, torch.mul(step, sigma))
-
-
-def _reduce(value: Any, n: int, name: str) -> Tensor:
-    """Sum over the batch of a batch-mean (0-dim) or per-example (n,) result, in float64."""
-    if not isinstance(value, Tensor):
-        raise ValueError(f"Invalid {name} output: {type(value).__name__} (expected a tensor)")
-    if value.dim() == 0:
-        return value.detach().double() * n
-    if value.shape == (n,):
-        return value.detach().double().sum()
-    raise ValueError(f"Invalid {name} output shape: {tuple(value.shape)} (expected () or ({n},))")
-
-
-class _Batches:
-    """Re-iterable source of ``(x, y)`` batches on ``device``."""
-
-    def __init__(
-        self,
-        tensors: tuple[Tensor, Tensor] | None,
-        loader: DataLoader | None,
-        batch_size: int,
-        device: torch.device,
-    ):
-        self.tensors = tensors
-        self.loader = loader
-        self.batch_size = batch_size
-        self.device = device
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        if self.tensors is not None:
-            X, y = self.tensors
-            for start in range(0, X.shape[0], self.batch_size):
-                yield X[start : start + self.batch_size], y[start : start + self.batch_size]
-            return
-        for batch in self.loader or ():
-            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                raise ValueError(
-                    f"Invalid data: loader batches must be (x, y, ...), got {type(batch).__name__}"
-                )
-            yield batch[0].to(self.device), batch[1].to(self.device)
-
-
-def _subset_indices(subset: Any, n: int, seed: int) -> Tensor | None:
-    if subset is None:
-        return None
-    if isinstance(subset, (int, np.integer)) and not isinstance(subset, bool):
-        if not 1 <= subset <= n:
-            raise ValueError(f"Invalid subset: {subset} (expected 1 <= subset <= {n})")
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-        idx = np.sort(rng.choice(n, size=int(subset), replace=False))
-        return torch.from_numpy(idx).long()
-    if isinstance(subset, (Tensor, np.ndarray)):
-        subset = subset.tolist()
-    if not isinstance(subset, Sequence) or isinstance(subset, str):
-        raise ValueError(f"Invalid subset: {subset!r} (expected None, an int or indices)")
-    idx = list(subset)
-    if not idx:
-        raise ValueError("Invalid subset: empty index list")
-    for i in idx:
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < n:
-            raise ValueError(f"Invalid subset index: {i!r} (expected an int in [0, {n}))")
-    if len(set(idx)) != len(idx):
-        raise ValueError("Invalid subset: repeated indices")
-    return torch.tensor(idx, dtype=torch.long)
-
-
-def _make_batches(
-    data: Any, subset: Any, batch_size: int, seed: int, device: torch.device
-) -> _Batches:
-    if isinstance(data, DataLoader):
-        dataset = data.dataset
-        if subset is not None:
-            if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
-                raise ValueError("Invalid subset: the loader's dataset is not indexable")
-            if len(dataset) == 0:
-                raise ValueError("Invalid data: the loader's dataset is empty")
-            idx = _subset_indices(subset, len(dataset), seed)
-            data = DataLoader(
-                Subset(dataset, idx.tolist()),
-                batch_size=batch_size,
-                shuffle=False,
-                collate_fn=data.collate_fn,
-                num_workers=data.num_workers,
-                pin_memory=data.pin_memory,
-            )
-        elif (
-            hasattr(dataset, "__len__")
-            and not isinstance(dataset, IterableDataset)
-            and len(dataset) == 0
-        ):
-            raise ValueError("Invalid data: the loader's dataset is empty")
-        return _Batches(None, data, batch_size, device)
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise ValueError(
-            f"Invalid data: expected a DataLoader or a tuple (X, y), got {type(data).__name__}"
-        )
-    X, y = data
-    if not isinstance(X, Tensor) or not isinstance(y, Tensor):
-        raise ValueError(
-            f"Invalid data: X and y must be tensors, got {type(X).__name__}, {type(y).__name__}"
-        )
-    if X.dim() == 0 or y.dim() == 0:
-        raise ValueError("Invalid data: X and y must have a batch dimension")
-    if X.shape[0] != y.shape[0]:
-        raise ValueError(f"Invalid data: len(X) = {X.shape[0]} != len(y) = {y.shape[0]}")
-    if X.shape[0] == 0:
-        raise ValueError("Invalid data: X and y are empty (0 examples)")
-    idx = _subset_indices(subset, X.shape[0], seed)
-    if idx is not None:
-        X, y = X[idx], y[idx]
-    return _Batches((X.to(device), y.to(device)), None, batch_size, device)
-
-
-def _make_stats_pass(
-    model: nn.Module, bns: list[_BatchNorm], batches: _Batches
-) -> Callable[[], None] | None:
-    """A pass that re-estimates BN running stats at the current weights (cumulative average)."""
-    if not bns:
-        return None
-
-    def run() -> None:
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative moving average over the pass
-            m.train()
-        for x, _ in batches:
-            model(x)
-        for m in bns:
-            m.eval()
-
-    return run
-
-
-def _evaluate_plain(
-    model: nn.Module, batches: _Batches, loss_fn: Callable, error_fn: Callable
-) -> tuple[float, float, int]:
-    """Σ loss, Σ error and number of examples over ``batches`` (float64 sums)."""
-    loss_sum: Tensor | float = 0.0
-    err_sum: Tensor | float = 0.0
-    n = 0
-    for x, y in batches:
-        out = model(x)
-        b = y.shape[0]
-        loss_sum = loss_sum + _reduce(loss_fn(out, y), b, "loss_fn")
-        err_sum = err_sum + _reduce(error_fn(out, y), b, "error_fn")
-        n += b
-    return float(loss_sum), float(err_sum), n
-
-
-def _evaluate_vmap(
-    model: nn.Module,
-    base: dict[str, Tensor],
-    noise: list[list[Tensor]],
-    sigma: float,
-    kind: str,
-    batches: _Batches,
-    loss_fn: Callable,
-    error_fn: Callable,
-) -> list[tuple[float, float]]:
-    """Σ loss and Σ error for each perturbation in ``noise``, all in one vmapped forward per
-    batch: the perturbed weights are stacked along a new leading dim and vmapped over."""
-    stacked = {
-        name: _perturb(w.unsqueeze(0), torch.stack([z[k] for z in noise]), sigma, kind)
-        for k, (name, w) in enumerate(base.items())
-    }
-
-    def forward(p: dict[str, Tensor], x: Tensor) -> Tensor:
-        return torch.func.functional_call(model, p, (x,))
-
-    batched = torch.func.vmap(forward, in_dims=(0, None))
-    n_pert = len(noise)
-    loss_sums: list[Tensor | float] = [0.0] * n_pert
-    err_sums: list[Tensor | float] = [0.0] * n_pert
-    for x, y in batches:
-        try:
-            out = batched(stacked, x)
-        except Exception as exc:  # any failure of the batched path: caller may fall back
-            raise _VmapUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        b = y.shape[0]
-        for c in range(n_pert):
-            loss_sums[c] = loss_sums[c] + _reduce(loss_fn(out[c], y), b, "loss_fn")
-            err_sums[c] = err_sums[c] + _reduce(error_fn(out[c], y), b, "error_fn")
-    return [(float(lo), float(er)) for lo, er in zip(loss_sums, err_sums, strict=True)]
-
-
-def _mean_se(rows: list[list[float]]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    means, ses = [], []
-    for row in rows:
-        arr = np.asarray(row, dtype=np.float64)
-        means.append(float(arr.mean()))
-        ses.append(float(arr.std(ddof=1) / math.sqrt(arr.size)) if arr.size > 1 else math.nan)
-    return tuple(means), tuple(ses)

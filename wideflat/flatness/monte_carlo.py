@@ -19,8 +19,9 @@ Units match the BP module: per weight (``n`` = number of perturbed weights), nat
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wideflat import _validate as check
 from wideflat._io import json_ready
 from wideflat.flatness._bp_inputs import (
     check_positive,
@@ -35,6 +37,7 @@ from wideflat.flatness._bp_inputs import (
     normalize_rows,
     validate_committee,
 )
+from wideflat.flatness._legendre import legendre_to_ball
 
 __all__ = [
     "CommitteeGaussianMC",
@@ -53,16 +56,8 @@ def _log_frac_stats(count: int, samples: int, n: int) -> tuple[float, float, flo
 
 
 def _legendre(phi: float, gamma: float, delta: float) -> float:
-    u = 2.0 * gamma * delta
-    if not (math.isfinite(phi) and math.isfinite(u) and u > 0):
-        return math.nan
-    return phi + 0.5 * (u - 1.0 - math.log(u))
-
-
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"Invalid {name}: {value!r} (expected an int >= {low})")
-    return int(value)
+    """:func:`legendre_to_ball`, NaN for a non-finite ``phi`` (no sample kept the property)."""
+    return legendre_to_ball(phi, gamma, delta) if math.isfinite(phi) else math.nan
 
 
 @dataclass(frozen=True)
@@ -154,13 +149,13 @@ def committee_gaussian_mc(
     """
     w, X, y = validate_committee(w, X, y)
     grid = check_positive("gammas", gammas)
-    samples = _check_int("samples", samples, 1)
-    seed = _check_int("seed", seed, 0)
+    samples = check.integer("samples", samples, minimum=1)
+    seed = check.integer("seed", seed, minimum=0)
     K, N = w.shape
     n = K * N
     if batch_size is None:
         batch_size = max(1, 2_000_000 // n)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    batch_size = check.integer("batch_size", batch_size, minimum=1)
     if normalize:
         w = normalize_rows(w)
     n_bad = int((~committee_correct(w, X, y)).sum())
@@ -358,10 +353,47 @@ def local_entropy_mc(
     elif not isinstance(data, Iterable):
         raise ValueError(f"Invalid data: {type(data).__name__} is neither a tuple nor iterable")
     grid = check_positive("distances", distances)
-    samples = _check_int("samples", samples, 1)
-    seed = _check_int("seed", seed, 0)
-    if sampling not in ("ball", "gaussian"):
-        raise ValueError(f"Invalid sampling: {sampling!r} (expected 'ball' or 'gaussian')")
+    samples = check.integer("samples", samples, minimum=1)
+    seed = check.integer("seed", seed, minimum=0)
+    check.choice("sampling", sampling, ("ball", "gaussian"))
+    plist, n = _perturbed_tensors(model, params)
+    error_fn = default_errors if error_fn is None else error_fn
+    devices = sorted({p.device.index for p in plist if p.device.type == "cuda"})
+    gen = torch.Generator().manual_seed(seed)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(grid) * samples, desc=f"local entropy MC ({sampling})", unit="sample")
+    try:
+        with (
+            _restored(model, plist) as saved,
+            torch.no_grad(),
+            torch.random.fork_rng(devices=devices),
+        ):
+            model.eval()
+            e_ref, total = _count_errors(model, data, error_fn)
+            rows = []
+            for delta in grid:
+                accepted, dist_sum = 0, 0.0
+                for _ in range(samples):
+                    step = _draw_step(n, float(delta), sampling, gen)
+                    _set_offset(plist, saved, step)
+                    errors, _ = _count_errors(model, data, error_fn)
+                    if errors <= e_ref:
+                        accepted += 1
+                        dist_sum += float((step * step).sum()) / (2.0 * n)
+                    if bar is not None:
+                        bar.update(1)
+                rows.append((float(delta), accepted, dist_sum))
+    finally:
+        if bar is not None:
+            bar.close()
+    return _mc_result(grid, rows, samples, n, e_ref, total, sampling, seed)
+
+
+def _perturbed_tensors(model: nn.Module, params) -> tuple[list[torch.Tensor], int]:
+    """The tensors to perturb (default: the model's parameters), checked, and their size n."""
     plist = list(model.parameters() if params is None else params)
     if not plist or not all(isinstance(p, torch.Tensor) for p in plist):
         raise ValueError("Invalid params: expected a non-empty iterable of tensors")
@@ -371,54 +403,46 @@ def local_entropy_mc(
     for i, p in enumerate(plist):
         if not bool(torch.isfinite(p.detach()).all()):
             raise ValueError(f"Invalid params: parameter {i} contains non-finite values")
-    error_fn = default_errors if error_fn is None else error_fn
+    return plist, n
 
+
+@contextlib.contextmanager
+def _restored(model: nn.Module, plist: list[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
+    """Yield copies of ``plist``; on exit copy them back and restore every train/eval flag."""
     saved = [p.detach().clone() for p in plist]
     modes = [m.training for m in model.modules()]
-    devices = sorted({p.device.index for p in plist if p.device.type == "cuda"})
-    gen = torch.Generator().manual_seed(seed)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(grid) * samples, desc=f"local entropy MC ({sampling})", unit="sample")
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
-            model.eval()
-            e_ref, total = _count_errors(model, data, error_fn)
-            rows = []
-            for delta in grid:
-                accepted, dist_sum = 0, 0.0
-                for _ in range(samples):
-                    xi = torch.randn(n, generator=gen, dtype=torch.float64)
-                    if sampling == "ball":
-                        u = torch.rand((), generator=gen, dtype=torch.float64)
-                        radius = math.sqrt(2.0 * n * delta) * float(u) ** (1.0 / n)
-                        step = xi * (radius / float(xi.norm()))
-                    else:
-                        step = xi * math.sqrt(2.0 * delta)
-                    offset = 0
-                    for p, p0 in zip(plist, saved, strict=True):
-                        k = p.numel()
-                        chunk = step[offset : offset + k].view_as(p).to(p.dtype)
-                        p.copy_(p0 + chunk.to(p.device))
-                        offset += k
-                    errors, _ = _count_errors(model, data, error_fn)
-                    if errors <= e_ref:
-                        accepted += 1
-                        dist_sum += float((step * step).sum()) / (2.0 * n)
-                    if bar is not None:
-                        bar.update(1)
-                rows.append((float(delta), accepted, dist_sum))
+        yield saved
     finally:
         with torch.no_grad():
             for p, p0 in zip(plist, saved, strict=True):
                 p.copy_(p0)
         for m, mode in zip(model.modules(), modes, strict=True):
             m.training = mode
-        if bar is not None:
-            bar.close()
 
+
+def _draw_step(n: int, delta: float, sampling: str, gen: torch.Generator) -> torch.Tensor:
+    """w' − w (float64, flat): uniform in the ball of radius √(2 n δ), or N(0, 2δ I)."""
+    xi = torch.randn(n, generator=gen, dtype=torch.float64)
+    if sampling == "ball":
+        u = torch.rand((), generator=gen, dtype=torch.float64)
+        radius = math.sqrt(2.0 * n * delta) * float(u) ** (1.0 / n)
+        return xi * (radius / float(xi.norm()))
+    return xi * math.sqrt(2.0 * delta)
+
+
+def _set_offset(plist: list[torch.Tensor], saved: list[torch.Tensor], step: torch.Tensor) -> None:
+    """p ← p0 + its slice of the flat ``step``, for each tensor."""
+    offset = 0
+    for p, p0 in zip(plist, saved, strict=True):
+        k = p.numel()
+        chunk = step[offset : offset + k].view_as(p).to(p.dtype)
+        p.copy_(p0 + chunk.to(p.device))
+        offset += k
+
+
+def _mc_result(grid, rows, samples, n, e_ref, total, sampling, seed) -> LocalEntropyMC:
+    """The :class:`LocalEntropyMC` of the accepted counts (``rows``), per requested distance."""
     cols: dict[str, list] = {k: [] for k in ("dist", "le", "se", "ub", "phi", "gamma")}
     notes = []
     for delta, accepted, dist_sum in rows:

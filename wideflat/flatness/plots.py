@@ -9,7 +9,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from wideflat.flatness.energy import LocalEnergyProfile
+from wideflat.flatness._profile import LocalEnergyProfile
 
 __all__ = ["plot_local_energy"]
 

@@ -19,6 +19,8 @@ from typing import Any
 
 from torch import nn
 
+from wideflat import _validate as check
+
 __all__ = [
     "ModelInfo",
     "create_model",
@@ -182,11 +184,6 @@ def is_model_available(name: str) -> bool:
     return not _missing(_lookup(name))
 
 
-def _check_positive_int(label: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Invalid {label}: {value!r} (expected a positive int)")
-
-
 def create_model(
     name: str,
     *,
@@ -220,9 +217,9 @@ def create_model(
         torch.Size([2, 10])
     """
     info = _lookup(name)
-    _check_positive_int("num_classes", num_classes)
-    _check_positive_int("in_channels", in_channels)
-    _check_positive_int("image_size", image_size)
+    check.positive_int("num_classes", num_classes)
+    check.positive_int("in_channels", in_channels)
+    check.positive_int("image_size", image_size)
     params = inspect.signature(info.builder).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         accepted = {

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wideflat import _validate as check
 from wideflat.models._init import kaiming_normal_init_
 from wideflat.models._registry import register_model
 from wideflat.models.shakedrop import ShakeDrop, shakedrop_survival_probs
@@ -46,11 +47,9 @@ class PyramidBottleneck(nn.Module):
         self, in_planes: int, planes: int, stride: int = 1, survival_prob: float | None = None
     ) -> None:
         super().__init__()
-        for label, value in (("in_planes", in_planes), ("planes", planes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Invalid {label}: {value!r} (expected a positive int)")
-        if stride not in (1, 2):
-            raise ValueError(f"Invalid stride: {stride!r} (expected 1 or 2)")
+        check.positive_int("in_planes", in_planes)
+        check.positive_int("planes", planes)
+        check.choice("stride", stride, (1, 2))
         out_planes = planes * self.expansion
         if out_planes < in_planes:
             raise ValueError(f"Invalid planes: {planes} (4 * planes < in_planes {in_planes})")
@@ -124,13 +123,11 @@ class PyramidNet(nn.Module):
         final_survival_prob: float | None = 0.5,
     ) -> None:
         super().__init__()
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 11 or (depth - 2) % 9:
+        if not check.is_integer(depth, numpy=False) or depth < 11 or (depth - 2) % 9:
             raise ValueError(f"Invalid depth: {depth!r} (expected 9n+2 with n >= 1, e.g. 272)")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
-            raise ValueError(f"Invalid alpha: {alpha!r} (expected a number >= 0)")
-        for label, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Invalid {label}: {value!r} (expected a positive int)")
+        check.number("alpha", alpha, minimum=0)
+        check.positive_int("num_classes", num_classes)
+        check.positive_int("in_channels", in_channels)
         n = (depth - 2) // 9
         num_units = 3 * n
         if final_survival_prob is None:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wideflat import _validate as check
 from wideflat.models._init import kaiming_normal_init_
 from wideflat.models._registry import register_model
 
@@ -44,11 +45,9 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: str = "B") -> None:
         super().__init__()
-        for label, value in (("in_planes", in_planes), ("planes", planes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Invalid {label}: {value!r} (expected a positive int)")
-        if stride not in (1, 2):
-            raise ValueError(f"Invalid stride: {stride!r} (expected 1 or 2)")
+        check.positive_int("in_planes", in_planes)
+        check.positive_int("planes", planes)
+        check.choice("stride", stride, (1, 2))
         if shortcut not in _SHORTCUTS:
             raise ValueError(f"Invalid shortcut: {shortcut!r} (expected 'A' or 'B')")
         if shortcut == "A" and planes < in_planes:
@@ -95,9 +94,8 @@ class _CifarResNetBase(nn.Module):
         in_channels: int,
     ) -> None:
         super().__init__()
-        for label, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Invalid {label}: {value!r} (expected a positive int)")
+        check.positive_int("num_classes", num_classes)
+        check.positive_int("in_channels", in_channels)
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         stages = []
@@ -189,7 +187,7 @@ class CifarResNet(_CifarResNetBase):
         *,
         shortcut: str = "A",
     ) -> None:
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        if not check.is_integer(depth, numpy=False) or depth < 8 or (depth - 2) % 6:
             raise ValueError(f"Invalid depth: {depth!r} (expected 6n+2 with n >= 1, e.g. 110)")
         if shortcut not in _SHORTCUTS:
             raise ValueError(f"Invalid shortcut: {shortcut!r} (expected 'A' or 'B')")

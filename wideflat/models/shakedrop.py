@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from wideflat import _validate as check
+
 __all__ = ["ShakeDrop", "ShakeDropFunction", "shake_drop", "shakedrop_survival_probs"]
 
 
@@ -64,11 +66,7 @@ def _check_range(label: str, value: Any, low: float, high: float) -> tuple[float
 
 
 def _check_prob(survival_prob: Any) -> float:
-    if isinstance(survival_prob, bool) or not isinstance(survival_prob, (int, float)):
-        raise ValueError(f"Invalid survival_prob: {survival_prob!r} (expected a float in [0, 1])")
-    if not 0.0 <= survival_prob <= 1.0:
-        raise ValueError(f"Invalid survival_prob: {survival_prob!r} (expected a float in [0, 1])")
-    return float(survival_prob)
+    return check.number("survival_prob", survival_prob, minimum=0.0, maximum=1.0)
 
 
 def shake_drop(
@@ -159,8 +157,7 @@ def shakedrop_survival_probs(num_blocks: int, final_survival_prob: float = 0.5) 
         >>> shakedrop_survival_probs(4)
         [0.875, 0.75, 0.625, 0.5]
     """
-    if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 1:
-        raise ValueError(f"Invalid num_blocks: {num_blocks!r} (expected a positive int)")
+    check.positive_int("num_blocks", num_blocks)
     p_last = _check_prob(final_survival_prob)
     return [1.0 - (l / num_blocks) * (1.0 - p_last) for l in range(1, num_blocks + 1)]
 

@@ -7,16 +7,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from wideflat import _validate as check
 from wideflat.models._init import kaiming_normal_init_
 from wideflat.models._registry import register_model
 
 __all__ = ["MLP", "SmallConvNet"]
-
-
-def _positive_int(label: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Invalid {label}: {value!r} (expected a positive int)")
-    return value
 
 
 class SmallConvNet(nn.Module):
@@ -50,9 +45,9 @@ class SmallConvNet(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> None:
         super().__init__()
-        _positive_int("num_classes", num_classes)
-        _positive_int("in_channels", in_channels)
-        _positive_int("image_size", image_size)
+        check.positive_int("num_classes", num_classes)
+        check.positive_int("in_channels", in_channels)
+        check.positive_int("image_size", image_size)
         side = ((image_size - 4) // 2 - 4) // 2
         if side < 1:
             raise ValueError(f"Invalid image_size: {image_size} (SmallConvNet needs at least 16)")
@@ -108,12 +103,12 @@ class MLP(nn.Module):
         activation: str = "relu",
     ) -> None:
         super().__init__()
-        _positive_int("in_features", in_features)
-        _positive_int("num_classes", num_classes)
+        check.positive_int("in_features", in_features)
+        check.positive_int("num_classes", num_classes)
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
             raise ValueError(f"Invalid hidden: {hidden!r} (expected a sequence of ints)")
         for width in hidden:
-            _positive_int("hidden width", width)
+            check.positive_int("hidden width", width)
         if activation not in _ACTIVATIONS:
             known = ", ".join(sorted(_ACTIVATIONS))
             raise ValueError(f"Invalid activation: {activation!r} (expected one of {known})")

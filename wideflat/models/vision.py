@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wideflat import _validate as check
 from wideflat._optional import import_optional
 from wideflat.models._init import kaiming_normal_init_
 from wideflat.models._registry import register_model
@@ -73,8 +74,7 @@ def efficientnet_b0(
     ``resize`` > 0 upsamples every input to ``resize`` × ``resize`` pixels first (the paper
     trains on CIFAR-100 resized to 224, appendix C.1); 0 keeps the input size.
     """
-    if isinstance(resize, bool) or not isinstance(resize, int) or resize < 0:
-        raise ValueError(f"Invalid resize: {resize!r} (expected an int >= 0; 0 = off)")
+    check.integer("resize", resize, minimum=0, numpy=False)  # 0 = off
     net = _torchvision_models().efficientnet_b0(weights=None, num_classes=num_classes)
     net.features[0][0] = _replace_stem(net.features[0][0], in_channels)
     net = kaiming_normal_init_(net)

@@ -13,6 +13,8 @@ from .entropy_sgd import EntropySGD
 from .replicated_sgd import ReplicatedSGD
 from .sam import SAM
 
+__all__ = ["create_optimizer", "list_optimizers"]
+
 _FACTORIES: dict[str, Callable[..., Optimizer]] = {
     "sgd": lambda model, **kw: torch.optim.SGD(model.parameters(), **kw),
     "esgd": lambda model, **kw: EntropySGD(model.parameters(), **kw),

@@ -10,10 +10,12 @@ import torch
 from torch.optim import Optimizer
 
 from .. import _rng
-from . import _validate as check
+from .. import _validate as check
+from .._kernels import esgd_coupling_, langevin_, local_entropy_grad_, running_mean_
+from ._esgd_scratch import Scratch as _Scratch
 from .errors import MissingClosureError, NonFiniteLossError
 
-__all__ = ["EntropySGD"]
+__all__ = ["EntropySGD", "auto_gamma0_esgd"]
 
 _SGD_KEYS = ("momentum", "dampening", "nesterov", "weight_decay")
 
@@ -259,6 +261,26 @@ class EntropySGD(Optimizer):
                     total += 0.5 * float((p.detach() - mu).pow(2).sum())
         return total
 
+    def probe_inner_loop(self, closure: Callable, gamma: float = 0.0) -> tuple[float, float]:
+        """Run one inner loop from the current w with coupling ``gamma``, then undo it.
+
+        Returns ``(L(w), d(w', w))``: the first closure's loss and ½‖w' − w‖² at the loop's
+        end point w'. The parameters, their gradients, the inner optimizer's state and the
+        noise generator are restored, and the step count does not move; only the closure's
+        own side effects remain (e.g. a data iterator advancing). :func:`auto_gamma0_esgd`
+        uses it with γ = 0.
+        """
+        check.non_negative("gamma", gamma)
+        saved = self._snapshot()
+        first_loss, params, anchors, _, _ = self._run_inner(closure, gamma_override=gamma)
+        with torch.no_grad():
+            distance = sum(
+                0.5 * float((p - w).pow(2).sum()) for p, w in zip(params, anchors, strict=True)
+            )
+        self._restore(params, anchors, saved)
+        loss = float(first_loss.detach() if isinstance(first_loss, torch.Tensor) else first_loss)
+        return loss, distance
+
     # -- the algorithm -----------------------------------------------------------------
     def _run_inner(self, closure: Callable, gamma_override: float | None = None):
         """Run the L inner steps from w; the parameters end at w'.
@@ -298,15 +320,17 @@ class EntropySGD(Optimizer):
                     loss = closure()
                 if self.check_finite and not check.finite_loss(loss):
                     raise NonFiniteLossError(
-                        f"non-finite loss {float(loss)} from the closure at inner step "
+                        f"non-finite loss {float(torch.as_tensor(loss).detach())} from the "
+                        "closure at inner step "
                         f"{step + 1} of {n_inner} (outer step {self._steps + 1}); the step "
-                        "was rolled back"
+                        "was rolled back",
+                        step=self._steps + 1,
                     )
                 if step == 0:
                     first_loss = loss
                 live = _with_grad(self.param_groups)
                 touched.update(i for idx in live for i in idx)
-                with torch.no_grad():  # also when called by auto_gamma0_esgd, outside step()
+                with torch.no_grad():  # also from probe_inner_loop, outside step()
                     _esgd_inner_update(
                         self.param_groups,
                         live,
@@ -327,7 +351,8 @@ class EntropySGD(Optimizer):
                     raise NonFiniteLossError(
                         f"non-finite value in param {bad} after the {n_inner} inner steps of "
                         f"outer step {self._steps + 1} (a NaN/inf gradient or update with a "
-                        "finite loss); the step was rolled back"
+                        "finite loss); the step was rolled back",
+                        step=self._steps + 1,
                     )
         except BaseException:  # StopIteration, KeyboardInterrupt, NaN, ...: undo, re-raise
             self._restore(params, anchors, saved)
@@ -370,7 +395,7 @@ class EntropySGD(Optimizer):
         # With maximize the outer optimizer negates g, so it is handed μ − w instead.
         torch._foreach_copy_(params, anchors)
         grads = anchors  # the scratch copy of w is free now: g = w − μ in place
-        torch._foreach_sub_(grads, means)
+        local_entropy_grad_(grads, means)
         offset = 0
         for group in self.param_groups:
             n = len(group["params"])
@@ -408,60 +433,21 @@ class EntropySGD(Optimizer):
         self._noise.load_state_dict(noise_state)
 
 
-class _Scratch:
-    """Buffers reused from step to step (w, μ and the flat noise), never checkpointed.
+def auto_gamma0_esgd(optimizer: EntropySGD, closure: Callable) -> float:
+    r"""The paper's optional automatic γ0 for eSGD: γ0 = L(w) / d(w', w).
 
-    Reusing them keeps the allocator quiet: fresh model-sized tensors at every step cost
-    page faults and cache misses comparable to the arithmetic itself on CPU.
+    Runs one inner loop of ``optimizer`` with γ = 0 from the current w
+    (:meth:`EntropySGD.probe_inner_loop`), where L(w) is the first closure's loss and w' the
+    end point; the parameters and every optimizer state are restored, so training is
+    unaffected except through the closure's own side effects (e.g. a data iterator
+    advancing). The paper found this criterion not robust; treat it as a starting point.
     """
-
-    def __init__(self, params: list[torch.Tensor]):
-        self.shapes = [(p.shape, p.dtype, p.device) for p in params]
-        self.anchors = [torch.empty_like(p) for p in params]
-        self.means: list[torch.Tensor | None] = [torch.empty_like(p) for p in params]
-        self.noise: dict[tuple, torch.Tensor] = {}  # flat N(0, I) buffer per (device, dtype)
-        self.views: dict[tuple, list[torch.Tensor]] = {}
-
-    def fits(self, params: list[torch.Tensor]) -> bool:
-        if len(params) != len(self.shapes):
-            return False
-        if any(s != (p.shape, p.dtype, p.device) for s, p in zip(self.shapes, params, strict=True)):
-            return False
-        # A mean handed to the optimizer state comes back as the next step's buffer; after
-        # a load_state_dict (or on the first step) it may be missing or of another kind.
-        self.means = [
-            m if _same_kind(m, p) else torch.empty_like(p)
-            for m, p in zip(self.means, params, strict=True)
-        ]
-        return True
-
-    def noise_views(self, key: tuple, params: list[torch.Tensor], index: tuple) -> list:
-        """[flat, views shaped like ``params``] over the first Σ numel entries of a buffer.
-
-        The buffer is kept only on CPU; on an accelerator the caching allocator makes a
-        fresh one cheap, and keeping it would hold a model-sized block through the closure.
-        """
-        keep = key[0].type == "cpu"
-        views = self.views.get(index) if keep else None
-        if views is None:
-            sizes = [p.numel() for p in params]
-            flat = self.noise.get(key)
-            if flat is None or flat.numel() < sum(sizes):
-                flat = torch.empty(sum(sizes), dtype=key[1], device=key[0])
-                if keep:
-                    self.noise[key] = flat
-                    self.views.clear()
-            flat = flat[: sum(sizes)]
-            views = [flat, *(x.view_as(p) for x, p in zip(flat.split(sizes), params, strict=True))]
-            if keep:
-                if len(self.views) >= 8:  # the set of parameters with a gradient keeps changing
-                    self.views.clear()
-                self.views[index] = views
-        return views
-
-
-def _same_kind(t: torch.Tensor | None, p: torch.Tensor) -> bool:
-    return t is not None and (t.shape, t.dtype, t.device) == (p.shape, p.dtype, p.device)
+    if not isinstance(optimizer, EntropySGD):
+        raise ValueError(f"Invalid optimizer: {type(optimizer).__name__} is not an EntropySGD")
+    loss, distance = optimizer.probe_inner_loop(closure, gamma=0.0)
+    if distance == 0:
+        raise ValueError("Invalid closure: the inner loop did not move w (d(w', w) = 0)")
+    return loss / distance
 
 
 def _with_grad(groups) -> list[list[int]]:
@@ -494,14 +480,13 @@ def _esgd_inner_update(
             # g' += γ (w' − w), as two in-place passes (no temporary the size of the model)
             gamma = -gamma if group.get("maximize") else gamma
             grads = [params[i].grad for i in idx]
-            torch._foreach_add_(grads, [params[i] for i in idx], alpha=gamma)
-            torch._foreach_add_(grads, [anchors[i] for i in idx], alpha=-gamma)
+            esgd_coupling_(grads, [params[i] for i in idx], [anchors[i] for i in idx], gamma)
     inner_step()
     _langevin_(groups, live, params, scratch, noise_gens)
     for group, idx in zip(groups, live, strict=True):
         if idx:
             ps = [params[i] for i in idx]
-            torch._foreach_lerp_([means[i] for i in idx], ps, 1.0 - group["alpha"])
+            running_mean_([means[i] for i in idx], ps, group["alpha"])
 
 
 def _langevin_(groups, live, params, scratch: _Scratch, gens: _rng.DeviceGenerators) -> None:
@@ -528,5 +513,5 @@ def _langevin_(groups, live, params, scratch: _Scratch, gens: _rng.DeviceGenerat
             scale, end = members[start][1], start
             while end < len(members) and members[end][1] == scale:
                 end += 1
-            torch._foreach_add_(ps[start:end], pieces[start:end], alpha=scale)
+            langevin_(ps[start:end], pieces[start:end], scale)
             start = end

@@ -16,8 +16,8 @@ Schedules (τ = number of scheduler steps taken):
 * :class:`ConstantGamma`: γ_τ = γ0.
 
 The paper's automatic γ0: :func:`auto_gamma0_rsgd` (balance of the data and distance terms,
-γ0 = Σ_a L(w_a) / Σ_a d(w_a, w̄)) and :func:`auto_gamma0_esgd` (γ0 = L(w)/d(w', w) after one
-inner loop with γ = 0).
+γ0 = Σ_a L(w_a) / Σ_a d(w_a, w̄)) and :func:`~wideflat.optim.entropy_sgd.auto_gamma0_esgd`
+(γ0 = L(w)/d(w', w) after one inner loop with γ = 0, beside the optimizer it probes).
 """
 
 from __future__ import annotations
@@ -31,8 +31,21 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from ..replicas import DistributedReplicas
-from . import _validate as check
+from .. import _validate as check
+from .._deprecated import moved
+from ..replicas import ReplicaEngine
+from .replicated_sgd import ReplicatedSGD
+
+__all__ = [
+    "ConstantGamma",
+    "CosineGamma",
+    "ExponentialGamma",
+    "GammaScheduler",
+    "auto_gamma0_rsgd",
+]
+
+# auto_gamma0_esgd moved next to EntropySGD (it drives its inner loop); the old path still works.
+__getattr__ = moved(__name__, {"auto_gamma0_esgd": "wideflat.optim.entropy_sgd"})
 
 
 class GammaScheduler:
@@ -203,34 +216,35 @@ class ConstantGamma(GammaScheduler):
 
 
 @torch.no_grad()
-def auto_gamma0_rsgd(replicas, loss_fn: Callable[[nn.Module], Any]) -> float:
+def auto_gamma0_rsgd(
+    replicas: ReplicaEngine | ReplicatedSGD, loss_fn: Callable[[nn.Module], Any]
+) -> float:
     r"""The paper's automatic γ0 for rSGD: γ0 = Σ_a L(w_a) / Σ_a d(w_a, w̄).
 
     It balances the data term and the distance term of the replicated loss before
     training, so γ0·Σ_a d(w_a, w̄) = Σ_a L(w_a).
 
     Args:
-        replicas: a replica container of any engine (:class:`~wideflat.replicas.Replicas`,
-            :class:`~wideflat.replicas.StackedReplicas`,
-            :class:`~wideflat.replicas.DistributedReplicas`) or a
-            :class:`~wideflat.optim.ReplicatedSGD` (its replicas are used). With the
-            distributed engine every rank must call it (the sums are all-reduced) and all
-            get the same γ0.
-        loss_fn: ``loss_fn(module)`` → the loss of one replica (e.g. on a fixed batch).
+        replicas: a replica engine (:class:`~wideflat.replicas.base.ReplicaEngine`: loop,
+            vmap or distributed) or a :class:`~wideflat.optim.ReplicatedSGD` (its engine is
+            used). With the distributed engine every rank must call it (the sums are
+            all-reduced) and all get the same γ0.
+        loss_fn: ``loss_fn(module)`` → the loss of one replica (e.g. on a fixed batch); it
+            receives the live module ``engine[a]`` of each local replica, under
+            ``torch.no_grad``.
 
     Returns:
         γ0 as a float. Raises ``ValueError`` if the replicas coincide (Σ d = 0).
     """
-    if isinstance(replicas, Optimizer):
-        if not hasattr(replicas, "replicas"):
-            raise ValueError(f"Invalid replicas: {type(replicas).__name__} holds no replicas")
-        replicas = replicas.replicas
-    local = getattr(replicas, "local_indices", None)
-    modules = iter(replicas) if local is None else (replicas[a] for a in local)
-    total_loss = sum(float(loss_fn(m)) for m in modules)
-    if isinstance(replicas, DistributedReplicas):
-        total_loss = replicas.sum_over_ranks(total_loss)
-    total_distance = float(replicas.distances().sum())
+    engine = replicas.replicas if isinstance(replicas, ReplicatedSGD) else replicas
+    if not isinstance(engine, ReplicaEngine):
+        raise ValueError(
+            f"Invalid replicas: {type(replicas).__name__} (expected a ReplicatedSGD or a replica "
+            "engine)"
+        )
+    total_loss = sum(float(loss_fn(engine[a])) for a in engine.local_indices)
+    total_loss = engine.sum_over_ranks(total_loss)
+    total_distance = float(engine.distances().sum())
     if not math.isfinite(total_loss):
         raise ValueError(f"Invalid loss_fn: the replicas' total loss is {total_loss}")
     if total_distance == 0:
@@ -239,25 +253,3 @@ def auto_gamma0_rsgd(replicas, loss_fn: Callable[[nn.Module], Any]) -> float:
             "build them with init='independent'"
         )
     return total_loss / total_distance
-
-
-def auto_gamma0_esgd(optimizer, closure: Callable) -> float:
-    r"""The paper's optional automatic γ0 for eSGD: γ0 = L(w) / d(w', w).
-
-    Runs one inner loop of ``optimizer`` (an :class:`~wideflat.optim.EntropySGD`) with
-    γ = 0 from the current w, where L(w) is the first closure's loss and w' the end point,
-    then restores the parameters and every optimizer state, so training is unaffected
-    except through the closure's own side effects (e.g. a data iterator advancing). The
-    paper found this criterion not robust; treat it as a starting point.
-    """
-    saved = optimizer._snapshot()
-    first_loss, params, anchors, _, _ = optimizer._run_inner(closure, gamma_override=0.0)
-    with torch.no_grad():
-        distance = sum(
-            0.5 * float((p - w).pow(2).sum()) for p, w in zip(params, anchors, strict=True)
-        )
-    optimizer._restore(params, anchors, saved)
-    loss = float(first_loss.detach() if isinstance(first_loss, torch.Tensor) else first_loss)
-    if distance == 0:
-        raise ValueError("Invalid closure: the inner loop did not move w (d(w', w) = 0)")
-    return loss / distance

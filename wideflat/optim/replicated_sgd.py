@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -13,9 +12,16 @@ from torch.nn import functional as F
 from torch.optim import Optimizer
 
 from .. import _rng
-from ..replicas import DistributedReplicas, Replicas, StackedReplicas
-from . import _validate as check
+from .. import _validate as check
+from .._deprecated import moved
+from ..replicas import ReplicaEngine, make_replicas
+from ._rsgd_plumbing import check_saved_state, replicated_groups, settings_text
 from .errors import NonFiniteLossError
+
+__all__ = ["ReplicatedSGD"]
+
+# Engine construction moved to wideflat.replicas (make_replicas); the old names still work.
+__getattr__ = moved(__name__, dict.fromkeys(("ENGINES", "choose_engine"), "wideflat.replicas"))
 
 
 class ReplicatedSGD(Optimizer):
@@ -35,8 +41,10 @@ class ReplicatedSGD(Optimizer):
     coupling enters the gradient before the base optimizer, so momentum carries it and
     weight decay is applied once, by the base optimizer.
 
-    The replicas live in one of three engines (``engine=``), which start from the same
-    replicas for the same seed and follow the same trajectory:
+    The replicas live in one of three engines (``engine=``, built by
+    :func:`~wideflat.replicas.make_replicas`), which start from the same replicas for the same
+    seed and follow the same trajectory; the optimizer drives any
+    :class:`~wideflat.replicas.base.ReplicaEngine` through that interface alone:
 
     * ``"loop"``: :class:`~wideflat.replicas.Replicas`, y modules in this process (replica 0
       is the model you pass, trained in place);
@@ -45,7 +53,7 @@ class ReplicatedSGD(Optimizer):
     * ``"distributed"``: :class:`~wideflat.replicas.DistributedReplicas`, replica a in
       process a of an initialized process group, coupled by all-reduce; before each
       coupling the ranks agree that every replica is finite, and all raise together if not;
-    * ``"auto"`` (default): see :func:`choose_engine`.
+    * ``"auto"`` (default): see :func:`~wideflat.replicas.choose_engine`.
 
     The base optimizer updates the replicas' tensors; it must treat parameters
     independently (as SGD, Adam or RMSprop do). Ways to feed it:
@@ -134,7 +142,7 @@ class ReplicatedSGD(Optimizer):
 
     def __init__(
         self,
-        replicas: Replicas | StackedReplicas | DistributedReplicas | nn.Module,
+        replicas: ReplicaEngine | nn.Module,
         lr: float,
         *,
         y: int | None = None,
@@ -159,35 +167,35 @@ class ReplicatedSGD(Optimizer):
         check.coupling_step("lr * coupling_every * gamma", lr * coupling_every * gamma)
         if not (isinstance(base, type) and issubclass(base, Optimizer)):
             raise ValueError(f"Invalid base: {base!r} is not a torch.optim.Optimizer class")
-        replicas = _container(replicas, y, engine, init, seed)
+        replicas = make_replicas(replicas, y, engine, init=init, seed=seed)
         shared = dict(
             momentum=momentum, dampening=dampening, nesterov=nesterov, weight_decay=weight_decay
         )
         base_args = check.base_kwargs(base, shared, base_kwargs)
         base_args.pop("lr", None)
         defaults = dict(lr=lr, gamma=gamma, coupling_every=coupling_every, **base_args)
-        super().__init__(_replicated_groups(replicas, groups), defaults)
+        super().__init__(replicated_groups(replicas, groups), defaults)
         check.real_dense_params([p for g in self.param_groups for p in g["params"]])
         self.replicas = replicas
         self.base = base(self.param_groups, lr=lr, **base_args)
         self.base.param_groups = self.param_groups
         self.base.state = self.state
         self.check_finite = check_finite
-        if isinstance(replicas, DistributedReplicas):  # every hyper-parameter, all ranks
+        if replicas.spans_processes:  # every hyper-parameter, all ranks
             replicas.check_same(
                 "the optimizer's settings (param groups, base optimizer or check_finite)",
-                _settings_text(replicas, self.param_groups, base, check_finite),
+                settings_text(replicas, self.param_groups, base, check_finite),
             )
         self._steps = 0
         # Private RNG streams, {device: generator state} per local replica (the vectorized
         # engine has one stream for all replicas); CUDA entries are made on first use.
-        self._rng_states = {a: {} for a in _stream_indices(replicas)}
+        self._rng_states = {a: {} for a in ([0] if replicas.batched else replicas.local_indices)}
         self._failure: tuple[int, list[int]] | None = None  # distributed: (step, replicas)
 
     @property
     def engine(self) -> str:
         """``"loop"``, ``"vmap"`` or ``"distributed"``."""
-        return _ENGINE_OF[type(self.replicas)]
+        return self.replicas.engine
 
     @property
     def y(self) -> int:
@@ -257,7 +265,7 @@ class ReplicatedSGD(Optimizer):
                 "Invalid state_dict: missing 'replicated_sgd' (not a ReplicatedSGD state)"
             )
         extra = state_dict.pop("replicated_sgd")
-        self._check_saved(extra)
+        check_saved_state(extra, self.replicas)
         super().load_state_dict(state_dict)
         saved = extra.get("replicas")
         if saved is None:
@@ -276,42 +284,6 @@ class ReplicatedSGD(Optimizer):
         self._rng_states = {
             int(a): {k: v.clone() for k, v in st.items()} for a, st in extra["rng_states"].items()
         }
-
-    def _check_saved(self, extra: dict[str, Any]) -> None:
-        """Refuse a saved ``"replicated_sgd"`` entry that does not fit these replicas."""
-        if extra["y"] != self.y:
-            raise ValueError(
-                f"Invalid state_dict: saved with y={extra['y']}, this optimizer has y={self.y}"
-            )
-        if extra.get("engine", self.engine) != self.engine:
-            raise ValueError(
-                f"Invalid state_dict: saved by the engine {extra['engine']!r}, this optimizer "
-                f"uses {self.engine!r}"
-            )
-        local = list(self.replicas.local_indices)
-        if list(extra.get("local_indices", local)) != local:
-            raise ValueError(
-                f"Invalid state_dict: saved by the process holding replica(s) "
-                f"{list(extra['local_indices'])}, this one holds {local} (load each rank's own)"
-            )
-        saved = extra.get("replicas")
-        if saved is None:
-            return
-        own = self.replicas.state_dict()
-        missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
-        if missing or unexpected:
-            raise ValueError(
-                f"Invalid state_dict: its replicas do not match this model (missing "
-                f"{missing[:3]}, unexpected {unexpected[:3]})"
-            )
-        for key, value in own.items():
-            got = saved[key]
-            if not isinstance(got, torch.Tensor) or got.shape != value.shape:
-                shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-                raise ValueError(
-                    f"Invalid state_dict: replica tensor {key!r} was saved with shape {shape}, "
-                    f"this model has {tuple(value.shape)}"
-                )
 
     # -- the algorithm -----------------------------------------------------------------
     def _with_stream(self, index: int, module: nn.Module, fn: Callable):
@@ -338,7 +310,7 @@ class ReplicatedSGD(Optimizer):
             for p in group["params"]:
                 p.grad = None
         new_states = {}
-        if isinstance(self.replicas, StackedReplicas):
+        if self.replicas.batched:  # one program, one stream, closure() gives the y losses
             losses, new_states[0] = self._with_stream(0, self.replicas, closure)
             return list(losses), new_states
         losses = []
@@ -366,41 +338,25 @@ class ReplicatedSGD(Optimizer):
             return []
         numbers = [loss for loss in losses if not isinstance(loss, torch.Tensor)]
         tensors = [loss for loss in losses if isinstance(loss, torch.Tensor)]
-        if all(map(check.finite_loss, numbers)) and _all_finite(tensors + grads):
+        if all(map(check.finite_loss, numbers)) and check.all_finite(_floating(tensors + grads)):
             return []
         named = zip(self.replicas.local_indices, losses, strict=bool(losses))
         bad_loss = [a for a, loss in named if not check.finite_loss(loss)]
-        bad = sorted(set(bad_loss) | set(self._replicas_with_bad_gradients()))
-        if isinstance(self.replicas, DistributedReplicas):
+        bad = sorted(set(bad_loss) | set(self.replicas.nonfinite_replicas(self._local_params())))
+        if self.replicas.spans_processes:
             return bad
         if bad_loss:
             raise NonFiniteLossError(
                 f"non-finite loss from the closure for replica(s) {bad_loss} at step {t}; "
-                "nothing was updated"
+                "nothing was updated",
+                replicas=bad_loss,
+                step=t,
             )
         raise NonFiniteLossError(
             f"non-finite gradient for replica(s) {bad} at step {t} (the loss was finite); "
-            "nothing was updated"
-        )
-
-    def _replicas_with_bad_gradients(self) -> list[int]:
-        """The local replicas with a NaN/inf gradient (the slow path after a failed check)."""
-        if isinstance(self.replicas, StackedReplicas):  # row a of a stacked tensor = replica a
-            bad = set()
-            for p in self._local_params():
-                if p.grad is not None:
-                    rows = ~torch.isfinite(p.grad.reshape(self.y, -1)).all(1)
-                    bad.update(rows.nonzero().flatten().tolist())
-            return sorted(bad)
-        owner = {
-            id(p): a for a in self.replicas.local_indices for p in self.replicas[a].parameters()
-        }
-        return sorted(
-            {
-                owner[id(p)]
-                for p in self._local_params()
-                if p.grad is not None and not bool(torch.isfinite(p.grad).all())
-            }
+            "nothing was updated",
+            replicas=bad,
+            step=t,
         )
 
     def _name_of(self, tensor: torch.Tensor) -> str:
@@ -413,7 +369,7 @@ class ReplicatedSGD(Optimizer):
         synchronization, or if its parameters are not finite.
         """
         local = [] if self._failure is None else self._failure[1]
-        if not local and not _all_finite(self._local_params()):
+        if not local and not check.all_finite(self._local_params()):
             local = list(self.replicas.local_indices)
         failed = self.replicas.agree_on_failures(local)  # one small all-reduce, every rank
         if failed:
@@ -422,22 +378,13 @@ class ReplicatedSGD(Optimizer):
             )
             raise NonFiniteLossError(
                 f"non-finite loss, gradient or parameters on replica(s) {failed}{first}; all "
-                f"{self.y} ranks stopped at step {t} before the coupling, nothing was updated"
+                f"{self.y} ranks stopped at step {t} before the coupling, nothing was updated",
+                replicas=failed,
+                step=t,
             )
 
     def _local_params(self) -> list[torch.Tensor]:
         return [p for g in self.param_groups for p in g["params"]]
-
-    def _base_step(self) -> None:
-        """The base optimizer's step, without torch's global step hooks a second time.
-
-        torch wraps every optimizer class's ``step`` to run the global hooks
-        (``register_optimizer_step_pre_hook``); they already ran for this optimizer.
-        """
-        step = type(self.base).step
-        if getattr(step, "hooked", False):
-            step = step.__wrapped__
-        step(self.base)
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None):
@@ -478,7 +425,7 @@ class ReplicatedSGD(Optimizer):
                 loss = loss + other
             loss = loss / len(losses)
         coupled = [g for g in self.param_groups if t % g["coupling_every"] == 0]
-        if isinstance(self.replicas, DistributedReplicas) and self.check_finite:
+        if self.replicas.spans_processes and self.check_finite:
             if coupled:  # every K steps: the ranks agree before the center is computed
                 self._synchronize_failures(t)
             elif self._failure is not None:  # failed rank: no update until the others know
@@ -488,7 +435,7 @@ class ReplicatedSGD(Optimizer):
             if group["gamma"] != 0 and self.y > 1:
                 k = group["coupling_every"]
                 self.replicas.couple_(group["params"], k * group["gamma"])
-        self._base_step()
+        check.step_without_hooks(self.base)  # torch's step hooks already ran for us
         self._steps = t
         return loss
 
@@ -513,7 +460,7 @@ class ReplicatedSGD(Optimizer):
             raise ValueError(
                 f"Invalid batches: {len(batches)} given for {len(local)} local replica(s)"
             )
-        if isinstance(self.replicas, StackedReplicas):
+        if self.replicas.batched:
 
             def closure():
                 losses = self.replicas.losses(batches, loss_fn)
@@ -532,102 +479,6 @@ class ReplicatedSGD(Optimizer):
         return self.step(closure)
 
 
-_ENGINE_OF = {Replicas: "loop", StackedReplicas: "vmap", DistributedReplicas: "distributed"}
-ENGINES = ("auto", "loop", "vmap", "distributed")
-
-
-def choose_engine(model: nn.Module) -> str:
-    """The engine ``"auto"`` picks: ``"vmap"`` for a model on a GPU built only from
-    ``torch.nn`` layers (which ``torch.func.vmap`` runs), else ``"loop"``.
-
-    On CPU the loop engine measured faster than vmap (``benchmarks/replicas.py``); custom
-    modules may hold code that vmap cannot batch, so they get the loop engine unless asked.
-    """
-    on_gpu = any(p.device.type == "cuda" for p in model.parameters())
-    standard = all(type(m).__module__.startswith("torch.nn.") for m in model.modules())
-    return "vmap" if on_gpu and standard else "loop"
-
-
-def _container(replicas, y, engine, init, seed):
-    """The replica container for ``engine``, built from a model or checked if given."""
-    if type(replicas) in _ENGINE_OF:
-        if y is not None and y != replicas.y:
-            raise ValueError(f"Invalid y: {y} but the replicas hold {replicas.y}")
-        return replicas
-    if not isinstance(replicas, nn.Module):
-        raise ValueError(
-            f"Invalid replicas: {type(replicas).__name__} (expected a model or a replica container)"
-        )
-    if engine not in ENGINES:
-        raise ValueError(f"Invalid engine: {engine!r} (expected one of {', '.join(ENGINES)})")
-    _check_model(replicas)
-    if engine == "auto":
-        engine = choose_engine(replicas)
-    if engine == "distributed":
-        if y is not None:
-            check.positive_int("y", y)
-        container = DistributedReplicas(replicas, init=init, seed=seed)
-        if y is not None and y != container.y:
-            raise ValueError(
-                f"Invalid y: {y} but the world size is {container.y} (one replica per rank)"
-            )
-        return container
-    if y is None:
-        raise ValueError("Invalid y: None (give the number of replicas with a model)")
-    check.positive_int("y", y)
-    if engine == "vmap":
-        return StackedReplicas(replicas, y, init=init, seed=seed)
-    return Replicas(replicas, y, init=init, seed=seed)
-
-
-_EMPTY = "no trainable parameter (optimizer got an empty parameter list)"
-
-
-def _check_model(model: nn.Module) -> None:
-    """Refuse, before replicating it, a model with meta-device or no trainable parameters."""
-    params = list(model.named_parameters())
-    for name, p in params:
-        if p.is_meta:
-            raise ValueError(
-                f"Invalid parameter {name!r}: it is on the meta device; materialize the model "
-                "first (e.g. model.to_empty(device=...) and reset_parameters())"
-            )
-    if not any(p.requires_grad for _, p in params):
-        raise ValueError(f"Invalid replicas: the model {type(model).__name__} has {_EMPTY}")
-
-
-def _stream_indices(replicas) -> list[int]:
-    return [0] if isinstance(replicas, StackedReplicas) else list(replicas.local_indices)
-
-
-def _replicated_groups(replicas, groups) -> list[dict[str, Any]]:
-    """Map groups over the model's parameters to groups over the replicas' tensors."""
-    reference = replicas.reference_parameters()
-    index = {id(p): i for i, p in enumerate(reference)}
-    what = "replicas" if groups is None else "groups"
-    if groups is None:
-        groups = [{"params": reference}]
-    out, trainable = [], False
-    for g, group in enumerate(groups):
-        if not isinstance(group, dict) or "params" not in group:
-            raise ValueError(f"Invalid groups[{g}]: expected a dict with 'params'")
-        params = group["params"]
-        params = [params] if isinstance(params, torch.Tensor) else list(params)
-        positions = []
-        for p in params:
-            if id(p) not in index:
-                raise ValueError(
-                    f"Invalid groups[{g}]: a parameter of shape {tuple(p.shape)} is not a "
-                    "parameter of the replicated model"
-                )
-            positions.append(index[id(p)])
-            trainable = trainable or p.requires_grad
-        out.append({**group, "params": replicas.optimizer_params(positions)})
-    if not trainable:
-        raise ValueError(f"Invalid {what}: {_EMPTY}")
-    return out
-
-
 def _generators(module: nn.Module) -> dict[str, torch.Generator]:
     """torch's default generators a replica's random ops draw from: CPU and its GPUs."""
     gens = {"cpu": torch.default_generator}
@@ -636,46 +487,10 @@ def _generators(module: nn.Module) -> dict[str, torch.Generator]:
     return gens
 
 
-def _all_finite(tensors: list[torch.Tensor]) -> bool:
-    """Whether every element of every tensor is finite: one host sync per device.
-
-    Uses the max-norm ‖t‖_∞ = max |t_i|, which is NaN/inf exactly when t holds a NaN/inf
-    and, unlike a sum or the 2-norm, cannot overflow for finite values.
-    """
-    by_device: dict[torch.device, list[torch.Tensor]] = {}
-    for t in tensors:
-        if t.numel() and t.is_floating_point():
-            by_device.setdefault(t.device, []).append(t.detach())
-    for group in by_device.values():
-        norms = torch._foreach_norm(group, math.inf)
-        if not bool(torch.isfinite(torch.stack(norms)).all()):
-            return False
-    return True
+def _floating(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [t.detach() for t in tensors if t.is_floating_point()]
 
 
 def _restore(saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
     for tensor, value in saved:
         tensor.copy_(value)
-
-
-def _settings_text(replicas, groups: list[dict[str, Any]], base: type, check_finite: bool) -> str:
-    """Every hyper-parameter of the groups (all keys but the tensors), the base optimizer
-    class and check_finite, as text that is the same on every rank for the same settings."""
-    index = {id(p): i for i, p in enumerate(replicas.reference_parameters())}
-
-    def plain(value):
-        if isinstance(value, torch.Tensor):
-            return ("tensor", str(value.dtype), value.detach().cpu().tolist())
-        if value is None or isinstance(value, (bool, int, float, str)):
-            return value
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return sorted(((str(k), plain(v)) for k, v in value.items()), key=lambda kv: kv[0])
-        return type(value).__qualname__  # no memory addresses: they differ between ranks
-
-    described = [
-        ([index[id(p)] for p in g["params"]], plain({k: v for k, v in g.items() if k != "params"}))
-        for g in groups
-    ]
-    return repr((f"{base.__module__}.{base.__qualname__}", bool(check_finite), described))

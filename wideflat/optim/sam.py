@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from . import _validate as check
+from .. import _validate as check
 from .errors import MissingClosureError, NonFiniteLossError
 
 __all__ = ["SAM"]
@@ -178,7 +178,8 @@ class SAM(Optimizer):
         with torch.enable_grad():
             loss = closure()
         if not check.finite_loss(loss):
-            raise NonFiniteLossError(f"non-finite loss {float(loss)} at w; nothing was updated")
+            value = float(torch.as_tensor(loss).detach())
+            raise NonFiniteLossError(f"non-finite loss {value} at w; nothing was updated")
         moved: list[tuple[torch.Tensor, torch.Tensor]] = []  # (parameter, its w)
         try:
             with torch.no_grad():
@@ -212,7 +213,8 @@ class SAM(Optimizer):
         if not check.finite_loss(second):
             self._clear_grads()
             raise NonFiniteLossError(
-                f"non-finite loss {float(second)} at w + eps; nothing was updated"
+                f"non-finite loss {float(torch.as_tensor(second).detach())} at w + eps; "
+                "nothing was updated"
             )
         grads = [p.grad for p in self._params() if p.grad is not None]
         if not check.all_finite(grads):

@@ -1,15 +1,22 @@
-"""``DistributedReplicas``: one replica per process, coupled through ``torch.distributed``."""
+"""The distributed engine, ``DistributedReplicas``: one replica per process (torch.distributed)."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from .. import _rng
-from .replicas import _reinitialize
+from .. import _validate as check
+from .._kernels import replica_coupling_
+from .base import local_index
+from .loop import INITS, _reinitialize, nonfinite_owners, replica_losses
+
+__all__ = ["DistributedReplicas"]
 
 
 class DistributedReplicas(nn.Module):
@@ -31,12 +38,20 @@ class DistributedReplicas(nn.Module):
     (:class:`~wideflat.optim.ReplicatedSGD` does the same for its hyper-parameters, through
     :meth:`check_same`).
 
+    ``reps[a]`` is this rank's replica module (also ``reps.replica``) for a = rank; any other
+    index raises :class:`~wideflat.replicas.base.ReplicaIndexError` (see
+    :mod:`wideflat.replicas.base`).
+
     Args:
         model: this rank's replica (trained in place).
         init: ``"independent"`` or ``"copy"``.
         seed: the shared seed; ``None`` draws one on rank 0 and broadcasts it.
         group: the process group (default: the world).
     """
+
+    engine = "distributed"
+    batched = False
+    spans_processes = True
 
     def __init__(
         self,
@@ -52,8 +67,7 @@ class DistributedReplicas(nn.Module):
                 "DistributedReplicas needs an initialized process group: launch with torchrun "
                 "and call torch.distributed.init_process_group first"
             )
-        if init not in ("independent", "copy"):
-            raise ValueError(f"Invalid init: {init!r} (expected 'independent' or 'copy')")
+        check.choice("init", init, INITS)
         self.group = group
         self.rank = dist.get_rank(group)
         self._y = dist.get_world_size(group)
@@ -88,11 +102,23 @@ class DistributedReplicas(nn.Module):
         return self._y
 
     def __getitem__(self, a: int) -> nn.Module:
-        if a != self.rank:
-            raise ValueError(
-                f"Invalid replica index: {a} (rank {self.rank} holds replica {self.rank})"
-            )
+        local_index(a, self._y, self.local_indices)
         return self.replica
+
+    def __iter__(self) -> Iterator[nn.Module]:
+        return iter([self.replica])
+
+    def losses(
+        self,
+        batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """This rank's replica's loss ``(1,)`` on its one batch."""
+        return replica_losses(self, batches, loss_fn)
+
+    def nonfinite_replicas(self, params: list[torch.Tensor]) -> list[int]:
+        """``[rank]`` if a gradient in ``params`` holds a NaN/inf, else ``[]``."""
+        return nonfinite_owners(params, {id(p): self.rank for p in self.replica.parameters()})
 
     def reference_parameters(self) -> list[torch.Tensor]:
         """This rank's replica's parameters (the model), which parameter groups refer to."""
@@ -113,8 +139,8 @@ class DistributedReplicas(nn.Module):
         self.all_reduce_mean_(center)
         live = [i for i, p in enumerate(params) if p.grad is not None]
         if live:
-            diffs = torch._foreach_sub([params[i] for i in live], [center[i] for i in live])
-            torch._foreach_add_([params[i].grad for i in live], diffs, alpha=strength)
+            ws, cs = [params[i] for i in live], [center[i] for i in live]
+            replica_coupling_([w.grad for w in ws], ws, cs, strength)
 
     def forward(self, *args, **kwargs):
         return self.replica(*args, **kwargs)
@@ -202,8 +228,6 @@ class DistributedReplicas(nn.Module):
     @torch.no_grad()
     def center(self) -> nn.Module:
         """The center as a plain module on every rank (a collective); float buffers averaged."""
-        import copy
-
         module = copy.deepcopy(self.replica)
         for p, c in zip(module.parameters(), self.center_parameters(), strict=True):
             p.copy_(c)

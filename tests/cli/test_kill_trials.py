@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from test_runner import TIMING, _equal_payloads, _final_state, write_fake_fashion
+from _runs import assert_equal_payloads, final_state, metric_rows
 
-from wideflat.experiments.runner import read_metrics
+from wideflat.experiments.rundir import read_metrics
 
 
 def _args(data_root: str, out: Path) -> list[str]:
@@ -27,14 +27,8 @@ def _args(data_root: str, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _rows(run: Path) -> list[dict]:
-    return [
-        {k: v for k, v in r.items() if k not in TIMING} for r in read_metrics(run / "metrics.jsonl")
-    ]
-
-
-def test_random_sigkills_then_resume_are_bit_identical(tmp_path):
-    data_root = str(write_fake_fashion(tmp_path / "fashion", n_train=512))
+def test_random_sigkills_then_resume_are_bit_identical(tmp_path, write_fashion):
+    data_root = str(write_fashion(tmp_path / "fashion", n_train=512))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref = subprocess.run(_args(data_root, tmp_path / "ref"), env=env, capture_output=True)
     assert ref.returncode == 0, ref.stderr.decode()
@@ -63,7 +57,7 @@ def test_random_sigkills_then_resume_are_bit_identical(tmp_path):
         _args(data_root, run) + ["--resume", "auto"], env=env, capture_output=True
     )
     assert final.returncode == 0, final.stderr.decode()
-    _equal_payloads(_final_state(tmp_path / "ref"), _final_state(run))
+    assert_equal_payloads(final_state(tmp_path / "ref"), final_state(run))
     rows = read_metrics(run / "metrics.jsonl")
     epochs = [r["epoch"] for r in rows]
     assert (
@@ -71,6 +65,6 @@ def test_random_sigkills_then_resume_are_bit_identical(tmp_path):
         == sorted(set(epochs))
         == [r["epoch"] for r in read_metrics(tmp_path / "ref" / "metrics.jsonl")]
     )
-    assert _rows(tmp_path / "ref") == _rows(run)
+    assert metric_rows(tmp_path / "ref") == metric_rows(run)
     for line in (run / "metrics.jsonl").read_text().splitlines():
         json.loads(line)  # every line parses (no torn row)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_runner import write_fake_fashion
 
 from wideflat.cli import main
 from wideflat.experiments.checkpoint import load_checkpoint, save_checkpoint
@@ -44,9 +43,9 @@ def run_cli(argv, capsys) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
+def study(tmp_path_factory, write_fashion):
     root = tmp_path_factory.mktemp("cli")
-    data = str(write_fake_fashion(root / "data"))
+    data = str(write_fashion(root / "data"))
     for seed, name in ((0, "a"), (1, "b")):
         code = main(["train", *tiny_args(data), "--seed", str(seed), "--out", str(root / name)])
         assert code == 0
@@ -100,9 +99,9 @@ def test_output_folder_that_is_a_file(study, capsys, tmp_path):
     assert code == 2 and "is not a folder" in err and target.read_text() == "keep me"
 
 
-def test_nonfinite_loss_exits_3_with_the_step(study, capsys, tmp_path, monkeypatch):
+def test_nonfinite_loss_exits_3_with_the_step(study, capsys, tmp_path, faults):
     _, data = study
-    monkeypatch.setenv("WIDEFLAT_FAULT", "loss:inf@step=3@replica=2")
+    faults.loss(float("inf"), step=3, replica=2)
     argv = ["train", *tiny_args(data), "--method", "rsgd", "--out", str(tmp_path / "r")]
     code, _, err = run_cli(argv, capsys)
     assert code == 3
@@ -197,16 +196,16 @@ def test_resume_auto_in_an_empty_or_missing_folder_starts_fresh(study, capsys, t
 
 
 def test_run_cut_in_its_first_save_restarts_from_scratch_and_says_so(
-    study, capsys, tmp_path, monkeypatch
+    study, capsys, tmp_path, faults
 ):
     root, data = study
     steps = json.loads((root / "a" / "run.json").read_text())["budget"]["steps_per_epoch"]
     run = tmp_path / "run"
-    monkeypatch.setenv("WIDEFLAT_FAULT", f"save:after_tmp@step={steps}")
+    faults.save("after_tmp", step=steps, error=OSError)  # an I/O error at the rename
     code, _, err = run_cli(["train", *tiny_args(data), "--out", str(run)], capsys)
     assert code == 1 and err.count("\n") == 1 and "injected failure" in err, err
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
-    monkeypatch.delenv("WIDEFLAT_FAULT")
+    faults.clear()
     code, _, err = run_cli(_resume(data, run), capsys)
     assert code == 0, err
     assert f"no committed checkpoint in {run / 'checkpoints'}: starting from scratch" in err
@@ -262,18 +261,21 @@ def test_a_damaged_line_that_is_not_a_kept_row_is_dropped_with_a_note(study, cap
     assert metrics.read_text().splitlines() == [r.rstrip("\n") for r in rows]
 
 
-def _full_disk(*args, **kwargs):
-    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+def _full_disk_for_checkpoints(file, *args, **kwargs):
+    """``open`` for wideflat._io: the checkpoint folder's disk is full, the rest writes."""
+    if "checkpoints" in str(file):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return open(file, *args, **kwargs)
 
 
 def test_disk_full_at_a_checkpoint_is_one_line_and_marks_the_run_failed(
     study, capsys, tmp_path, monkeypatch
 ):
-    from wideflat.experiments import checkpoint
+    from wideflat import _io
 
     _, data = study
     run = tmp_path / "run"
-    monkeypatch.setattr(checkpoint, "_open", _full_disk)
+    monkeypatch.setattr(_io, "open", _full_disk_for_checkpoints, raising=False)
     code, _, err = run_cli(["train", *tiny_args(data), "--out", str(run)], capsys)
     assert code == 1
     assert err.startswith("wideflat train: ") and err.count("\n") == 1, err
@@ -293,13 +295,13 @@ def test_disk_full_at_a_checkpoint_is_one_line_and_marks_the_run_failed(
     ],
 )
 def test_a_model_too_large_to_build_is_one_line(error, study, capsys, tmp_path, monkeypatch):
-    from wideflat.experiments import runner
+    from wideflat.experiments import build
 
     def refuse(*args, **kwargs):
         raise error
 
     _, data = study
-    monkeypatch.setattr(runner, "create_model", refuse)
+    monkeypatch.setattr(build, "create_model", refuse)
     run = tmp_path / "run"
     argv = ["train", *tiny_args(data), "--set", 'model_kwargs=[["hidden", [1000000000]]]']
     code, _, err = run_cli([*argv, "--out", str(run)], capsys)
@@ -349,14 +351,14 @@ def test_config_mismatch_on_resume_names_the_fields_and_the_fix(study, capsys, t
 def test_ctrl_c_is_one_line_exit_130_and_marks_the_run_interrupted(
     study, capsys, tmp_path, monkeypatch
 ):
-    from wideflat.experiments import runner
+    from wideflat.experiments import training
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
     _, data = study
     run = tmp_path / "run"
-    monkeypatch.setattr(runner, "save_checkpoint", interrupt)
+    monkeypatch.setattr(training, "save_checkpoint", interrupt)
     code, _, err = run_cli(["train", *tiny_args(data), "--out", str(run)], capsys)
     assert (code, err) == (130, "wideflat train: interrupted; resume with --resume auto\n")
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"

@@ -1,4 +1,6 @@
-"""Writers of tiny fake datasets in the exact official on-disk formats (used by tests/data)."""
+"""Writers of tiny fake datasets in the exact official on-disk formats, shared by every test
+folder (``tests/`` is on the import path through ``tests/conftest.py``, which also serves the
+harness's fake Fashion-MNIST folder as the ``fashion_root`` fixture)."""
 
 from __future__ import annotations
 
@@ -40,6 +42,18 @@ def write_fashion(
         write_idx_pair(folder, split, images, labels, gz=gz)
         out[split] = (images, labels)
     return out
+
+
+def write_learnable_fashion(folder: Path, n_train: int = 256, n_test: int = 64) -> Path:
+    """Four Fashion-MNIST IDX files whose labels can be learnt (3 if the top half of the image
+    is bright, else 0): the training harness's fake data set. Returns ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = (images[:, :14].mean(axis=(1, 2)) > 127.5).astype(np.uint8) * 3
+        write_idx_pair(folder, split, images, labels)
+    return folder
 
 
 def write_idx_pair(folder: Path, split: str, images, labels, *, gz: bool = True) -> None:

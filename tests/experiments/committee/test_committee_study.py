@@ -1,9 +1,8 @@
-"""Tests of the committee study (``wideflat committee``), its local-energy estimator and Fig. 1.
+"""Tests of the committee study (``wideflat committee``, wideflat.experiments.committee.study).
 
 The end-to-end test runs ``wideflat committee --quick --data teacher`` in a temporary folder
-and checks the results file against the run's own per-restart numbers; the local-energy
-estimator is compared with an independent NumPy loop over draws; the plot must survive
-missing values; bad inputs give one line on stderr and a non-zero exit.
+and checks the results file against the run's own per-restart numbers; bad inputs give one
+line on stderr and a non-zero exit; BP failures and unmeasurable solutions are reported.
 """
 
 from __future__ import annotations
@@ -18,15 +17,14 @@ import torch
 
 from wideflat._io import write_json_atomic
 from wideflat.cli import main
-from wideflat.experiments.committee_plots import curve_stats, plot_fig1
-from wideflat.experiments.committee_study import (
+from wideflat.experiments.committee.plots import plot_fig1
+from wideflat.experiments.committee.presets import ALGORITHMS
+from wideflat.experiments.committee.study import (
     SCHEMA,
     CommitteeStudyConfig,
-    committee_local_energy,
     quick_study_config,
     run_committee_study,
 )
-from wideflat.experiments.committee_train import ALGORITHMS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -125,62 +123,6 @@ def test_unwritable_out_is_one_line_error(tmp_path, capsys):
     assert "cannot write to --out" in err and str(blocker / "sub") in err
 
 
-def _reference_local_energy(w, X, y, sigmas, draws, seed):
-    """Independent loop: one draw at a time, NumPy sign network, statistics module."""
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn((draws, *w.shape), generator=g, dtype=w.dtype).numpy()
-    W, Xn, yn = w.numpy(), X.numpy(), y.numpy()
-
-    def error(weights):
-        wrong = 0
-        for x, label in zip(Xn, yn, strict=True):
-            votes = sum(1 if float(unit @ x) >= 0 else -1 for unit in weights)
-            wrong += (1 if votes > 0 else -1) != label
-        return wrong / len(yn)
-
-    base = error(W)
-    means, sems = [], []
-    for s in sigmas:
-        diffs = [error(W + s * z[d] * W) - base for d in range(draws)]
-        means.append(statistics.fmean(diffs))
-        sems.append(statistics.stdev(diffs) / math.sqrt(draws) if draws > 1 else 0.0)
-    return np.array(means), np.array(sems), base
-
-
-@pytest.mark.parametrize("draws", [1, 7])
-def test_local_energy_matches_independent_loop(draws):
-    g = torch.Generator().manual_seed(5)
-    w = torch.randn(3, 15, generator=g, dtype=torch.float64)
-    X = torch.randint(0, 2, (40, 15), generator=g).double() * 2 - 1
-    y = torch.where(torch.rand(40, generator=g) < 0.8, 1.0, -1.0).double()  # base error > 0
-    sigmas = [0.0, 0.3, 0.8, 1.5]
-    mean, sem, base = committee_local_energy(
-        w, X, y, sigmas, draws=draws, generator=torch.Generator().manual_seed(11)
-    )
-    ref_mean, ref_sem, ref_base = _reference_local_energy(w, X, y, sigmas, draws, 11)
-    assert base == ref_base and base > 0
-    np.testing.assert_allclose(mean, ref_mean, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(sem, ref_sem, rtol=0, atol=1e-12)
-    assert mean[0] == 0.0 and np.any(mean[1:] != 0.0)
-    # the perturbation is multiplicative: rescaling w changes nothing
-    again = committee_local_energy(
-        3.7 * w, X, y, sigmas, draws=draws, generator=torch.Generator().manual_seed(11)
-    )
-    np.testing.assert_allclose(again[0], mean, atol=1e-12)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "needle"),
-    [({"draws": 0}, "draws: 0"), ({"sigmas": [0.1, -1.0]}, "-1.0")],
-)
-def test_local_energy_rejects_bad_input(kwargs, needle):
-    w, X, y = torch.ones(3, 4), torch.ones(5, 4), torch.ones(5)
-    args = {"sigmas": [0.5], "draws": 2, **kwargs}
-    with pytest.raises(ValueError) as info:
-        committee_local_energy(w, X, y, args.pop("sigmas"), **args)
-    assert needle in str(info.value)
-
-
 def test_bp_failures_are_reported_not_silent(tmp_path):
     lines: list[str] = []
     cfg = quick_study_config(
@@ -197,40 +139,6 @@ def test_bp_failures_are_reported_not_silent(tmp_path):
         None
     ] * len(cfg.distances)
     plot_fig1(tmp_path / "results.json", tmp_path / "fig1.png")  # an all-NaN curve is skipped
-
-
-def test_plot_survives_nan_and_empty_entries(tmp_path):
-    nan = float("nan")
-    restart = {
-        "test_error": 0.2,
-        "local_entropy": {"distance": [0.05, 0.1, 0.3], "phi_le": [-0.004, nan, None]},
-        "local_energy": {"sigma": [0.0, 0.5], "mean": [0.0, nan], "sem": [0.0, None]},
-    }
-    broken = {"test_error": None, "local_entropy": None, "local_energy": {"sigma": []}}
-    results = {
-        "config": {"restarts": 2},
-        "data": {"name": "synthetic"},
-        "algorithms": {
-            "sgd-fast": {"restarts": [restart, broken]},
-            "esgd": {"restarts": []},
-            "rsgd-slow": {},
-            "sgd-slow": {"restarts": [{"test_error": nan}]},
-        },
-    }
-    path = tmp_path / "results.json"
-    path.write_text(json.dumps(results))  # NaN written as the JSON extension literal
-    out = plot_fig1(path, tmp_path / "fig1.png")
-    assert out.read_bytes()[:8] == PNG_MAGIC
-    write_json_atomic(path, results)  # NaN → null
-    assert "NaN" not in path.read_text()
-    assert plot_fig1(path, tmp_path / "fig2.png").read_bytes()[:8] == PNG_MAGIC
-    assert plot_fig1({"algorithms": {}}, tmp_path / "empty.png").exists()
-
-
-def test_curve_stats_skips_missing_values():
-    mean, sem = curve_stats([[1.0, None, 2.0], [3.0, float("nan"), 4.0], [5.0]], 3)
-    assert mean[0] == 2.0 and math.isnan(mean[1]) and mean[2] == 3.0
-    assert math.isclose(sem[0], 1.0) and math.isnan(sem[1])
 
 
 def test_write_json_atomic_leaves_no_temporary(tmp_path):
@@ -268,7 +176,7 @@ def test_quick_config_is_reduced():
 
 def test_unmeasurable_solutions_give_nan_and_a_reason():
     from wideflat.data import teacher_committee
-    from wideflat.experiments.committee_study import _measure_restart
+    from wideflat.experiments.committee._measure import measure_restart as _measure_restart
 
     data = teacher_committee(60, 10, n_features=21, k=3, seed=1)
     cfg = quick_study_config(data="teacher")

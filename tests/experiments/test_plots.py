@@ -1,0 +1,48 @@
+"""Tables and figures read run folders only and survive bad rows."""
+
+import json
+import math
+
+from wideflat.experiments import plots
+
+
+def test_plots_survive_nan_empty_and_one_row_metrics(tmp_path):
+    def run_folder(name, label, lines, seed=0):
+        d = tmp_path / "study" / name
+        d.mkdir(parents=True)
+        (d / "run.json").write_text(
+            json.dumps({"label": label, "seed": seed, "status": "finished"})
+        )
+        (d / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
+
+    run_folder("sgd-s0", "sgd", ['{"epoch": 1, "test_error": null, "nonfinite": ["test_error"]}'])
+    run_folder("esgd-s0", "esgd", [])
+    run_folder("rsgd-s0", "rsgd", ['{"epoch": 1, "test_error": 0.5}', "not json"])
+    (tmp_path / "study" / "rsgd-s0" / "energy").mkdir()
+    (tmp_path / "study" / "rsgd-s0" / "energy" / "epoch-0001.json").write_text('{"sigmas": [0]}')
+    runs = plots.collect_runs(tmp_path / "study")
+    assert sorted(r.label for r in runs) == ["esgd", "rsgd", "sgd"]
+    assert plots.plot_test_error(runs, tmp_path / "fig2.png").stat().st_size > 0
+    assert plots.plot_energy(runs, tmp_path / "fig3.png").stat().st_size > 0
+    assert plots.plot_energy([], tmp_path / "empty.png").stat().st_size > 0
+    table = plots.format_table(plots.summary_rows(runs))
+    assert "| SGD | 1 | – |" in table
+    assert not any(math.isnan(r["test_error"]) is False for r in plots.summary_rows([]))
+
+
+def test_figures_use_no_pyplot_and_no_global_backend(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from wideflat.experiments import plots; "
+        f"plots.plot_energy([], {str(tmp_path / 'e.png')!r}); "
+        f"plots.plot_test_error([], {str(tmp_path / 't.png')!r}); "
+        "print('matplotlib.pyplot' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"]
+    assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"

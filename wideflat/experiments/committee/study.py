@@ -1,0 +1,449 @@
+"""The committee-machine study of the paper (§5, Fig. 1, appendix B.1), end to end.
+
+:func:`run_committee_study` trains every chosen algorithm (all restarts batched, see
+:func:`~wideflat.experiments.committee.train.train_committee`), then measures each restart's
+solution:
+
+* train / test error (and the class-balanced test error, the mean of the two per-class error
+  rates), epochs, stop reason;
+* the normalized local entropy ``Φ_LE(d)`` by BP
+  (:func:`~wideflat.flatness.committee_local_entropy`) on a grid of distances; a reference
+  with training errors is measured with ``training_errors="drop"`` (only the patterns it
+  classifies correctly are constrained), which gives a *lower bound* and is flagged; BP points
+  that do not converge are NaN and listed (never silent);
+* the local energy ``δE_train(σ) = E_z[E_train(w + σ z ⊙ w)] − E_train(w)``
+  (:func:`~wideflat.flatness.committee_local_energy`), mean ± standard error over ``draws``
+  draws of ``z``.
+
+It writes ``results.json`` (atomically, after every algorithm, so a long study that is cut
+short keeps what it finished) and returns the study as a dict with the same content.
+
+Units: ``d`` and ``Φ_LE`` are **per weight** (``n = N K`` weights, natural log; each hidden
+unit rescaled to ``‖w_k‖² = N``; ``d = ‖w' − w‖² / (2n)``), the units of
+:mod:`wideflat.flatness.committee_bp`. Errors are fractions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wideflat._io import environment, write_json_atomic
+
+from . import _measure
+from .presets import ALGORITHMS, CommitteeHyperParams, committee_preset, upgrade_overrides
+from .train import train_committee
+
+__all__ = [
+    "SCHEMA",
+    "CommitteeStudyConfig",
+    "check_study_folder",
+    "default_study_folder",
+    "format_study_table",
+    "quick_study_config",
+    "run_committee_study",
+]
+
+SCHEMA = "wideflat.committee_study/1"
+
+
+@dataclass(frozen=True)
+class CommitteeStudyConfig:
+    """Resolved configuration of one committee study.
+
+    Attributes:
+        algorithms: Algorithms to run, a subset of :data:`ALGORITHMS` (paper order kept).
+        restarts: Independent networks per algorithm (the paper: 50).
+        data: ``"fashion"`` (Dress vs Coat, appendix B.1) or ``"teacher"`` (synthetic).
+        seed: Base seed of data draw, training restarts and flatness draws.
+        max_epochs: Epoch cap of every restart (reported as stop reason ``"max-epochs"``).
+        unit_norm: Step-size convention of the trainer, ``"one"`` (units of norm 1: the
+            loss step is ``N`` times larger than with ``"sqrt-n"``) or ``"sqrt-n"``.
+        overrides: ``((algorithm, field, value), ...)`` hyper-parameters replacing the
+            paper's presets (e.g. ``(("esgd", "lr", 0.5),)``). A renamed field given by its
+            old name (:data:`~wideflat.experiments.committee.presets.RENAMED_FIELDS`) is
+            stored under its new name, with a ``DeprecationWarning``.
+        balanced: Fashion only: draw 250 Dress + 250 Coat training patterns instead of a
+            uniform draw (which is ~9 % Dress after the median filter).
+        n_train: Training patterns.
+        distances: Per-weight distances ``d`` of the ``Φ_LE`` curve.
+        sigmas: Perturbation intensities ``σ`` of the ``δE_train`` profile.
+        draws: Draws of ``z`` per ``σ`` (the paper: 100–1000).
+        bp_max_iter: BP iteration cap per solve.
+        table_distance: ``d`` reported in the summary table (must be in ``distances``).
+        table_sigma: ``σ`` reported in the summary table (must be in ``sigmas``).
+        quick: Whether this is the reduced ``--quick`` configuration.
+    """
+
+    algorithms: tuple[str, ...] = ALGORITHMS
+    restarts: int = 50
+    data: str = "fashion"
+    seed: int = 0
+    max_epochs: int = 1000
+    unit_norm: str = "one"
+    overrides: tuple[tuple[str, str, Any], ...] = ()
+    balanced: bool = True
+    n_train: int = 500
+    distances: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3)
+    sigmas: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+    draws: int = 100
+    bp_max_iter: int = 2000
+    table_distance: float = 0.1
+    table_sigma: float = 0.5
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.algorithms:
+            raise ValueError(f"Invalid algorithms: empty (choose from {', '.join(ALGORITHMS)})")
+        for a in self.algorithms:
+            if a not in ALGORITHMS:
+                raise ValueError(f"Unknown algorithm {a!r} (choose from {', '.join(ALGORITHMS)})")
+        if len(set(self.algorithms)) != len(self.algorithms):
+            raise ValueError(f"Invalid algorithms: duplicates in {list(self.algorithms)}")
+        for name in ("restarts", "max_epochs", "n_train", "draws", "bp_max_iter"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"Invalid {name}: {v!r} (must be an int >= 1)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"Invalid seed: {self.seed!r} (must be an int >= 0)")
+        if self.data not in ("fashion", "teacher"):
+            raise ValueError(f"Invalid data: {self.data!r} (use 'fashion' or 'teacher')")
+        if self.unit_norm not in ("one", "sqrt-n"):
+            raise ValueError(f"Invalid unit_norm: {self.unit_norm!r} (use 'one' or 'sqrt-n')")
+        self._check_grids()
+        for alg, _, _ in self.overrides:
+            if alg not in ALGORITHMS:
+                raise ValueError(
+                    f"Unknown algorithm {alg!r} in an override "
+                    f"(choose from {', '.join(ALGORITHMS)})"
+                )
+        object.__setattr__(self, "overrides", _upgrade(self.overrides))
+        for alg in self.algorithms:  # validates field names and values now, not after training
+            self.hparams(alg)
+
+    def _check_grids(self) -> None:
+        for name, lo in (("distances", 0.0), ("sigmas", -1.0)):
+            vals = getattr(self, name)
+            if not vals or any(not math.isfinite(v) or v <= lo for v in vals):
+                raise ValueError(f"Invalid {name}: {list(vals)} (finite values > {lo:g} needed)")
+            if list(vals) != sorted(set(vals)):
+                raise ValueError(f"Invalid {name}: {list(vals)} (must be strictly increasing)")
+        if min(self.sigmas) < 0:
+            raise ValueError(f"Invalid sigmas: {list(self.sigmas)} (must be >= 0)")
+        if self.table_distance not in self.distances:
+            raise ValueError(f"Invalid table_distance: {self.table_distance} not in distances")
+        if self.table_sigma not in self.sigmas:
+            raise ValueError(f"Invalid table_sigma: {self.table_sigma} not in sigmas")
+
+    def hparams(self, algorithm: str) -> CommitteeHyperParams:
+        """The resolved :class:`~wideflat.experiments.committee.presets.CommitteeHyperParams`."""
+        return committee_preset(algorithm, self.overrides_for(algorithm))
+
+    def overrides_for(self, algorithm: str) -> dict[str, Any]:
+        """``unit_norm`` plus this algorithm's overrides (later ones win)."""
+        out: dict[str, Any] = {"unit_norm": self.unit_norm}
+        out.update({f: v for a, f, v in self.overrides if a == algorithm})
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["overrides"] = [list(o) for o in self.overrides]
+        d["hparams"] = {a: dataclasses.asdict(self.hparams(a)) for a in self.algorithms}
+        return d
+
+
+def _upgrade(overrides) -> tuple[tuple[str, str, Any], ...]:
+    """``overrides`` with renamed fields under their new names (``DeprecationWarning``)."""
+    out = []
+    for alg, field, value in overrides:
+        ((field, value),) = upgrade_overrides({field: value}, stacklevel=5).items()
+        out.append((alg, field, value))
+    return tuple(out)
+
+
+def quick_study_config(**changes: Any) -> CommitteeStudyConfig:
+    """The ``--quick`` configuration: 2 restarts, 40 epochs, a 3-point BP grid, 20 draws.
+
+    It exercises every stage in well under a minute on 2 cores; its numbers are a smoke test,
+    not a result (the networks are far from trained).
+
+    Example:
+        >>> quick_study_config(data="teacher").restarts
+        2
+    """
+    base = dict(
+        restarts=2,
+        max_epochs=40,
+        distances=(0.05, 0.1, 0.3),
+        sigmas=(0.0, 0.25, 0.5, 1.0),
+        draws=20,
+        bp_max_iter=500,
+        quick=True,
+    )
+    base.update(changes)
+    return CommitteeStudyConfig(**base)
+
+
+def default_study_folder(cfg: CommitteeStudyConfig) -> Path:
+    """``committee-results/<data>`` (``-quick`` appended for a quick study): studies of
+    other data, or quick ones, do not share a folder.
+
+    Example:
+        >>> str(default_study_folder(quick_study_config(data="teacher")))
+        'committee-results/teacher-quick'
+    """
+    return Path("committee-results") / (cfg.data + ("-quick" if cfg.quick else ""))
+
+
+def check_study_folder(out_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Refuse (``ValueError``, one line) a folder that already holds a study's results,
+    unless ``overwrite``; nothing is written either way."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {out} exists and is not a folder")
+    if not overwrite and (out / "results.json").exists():
+        raise ValueError(
+            f"{out} already holds a study (results.json); pass --overwrite to replace it "
+            "or choose another --out"
+        )
+
+
+# --------------------------------------------------------------------------- the study
+
+
+def run_committee_study(
+    cfg: CommitteeStudyConfig,
+    out_dir: str | os.PathLike,
+    *,
+    data_root: str | os.PathLike | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Run the study of ``cfg`` and write ``out_dir/results.json``; returns the same dict.
+
+    ``results.json`` (schema :data:`SCHEMA`) holds ``config`` (resolved, with every
+    algorithm's hyper-parameters), ``data``, ``versions``, ``seed``, ``threads``,
+    ``started``/``finished``, ``wall_clock_s``, ``complete`` (false while running), ``units``,
+    and ``algorithms[name]`` with ``restarts`` (one dict per restart: ``train_error``,
+    ``test_error``, ``test_error_balanced``, ``train_loss``, ``epochs``, ``steps``,
+    ``stop_reason``, ``local_entropy`` (``distance``, ``phi_le``, ``converged``,
+    ``failures``, ``lower_bound``, ...), ``local_energy`` (``sigma``, ``mean``, ``sem``)),
+    ``summary`` (mean ± std over restarts) and stage wall times. NaN is written as ``null``.
+
+    Args:
+        cfg: The study configuration.
+        out_dir: Output folder (created if missing). One that already holds a
+            ``results.json`` is refused (``ValueError``) unless ``overwrite``.
+        data_root: Fashion-MNIST folder (default: the reader's search order).
+        progress: Show progress bars (training per algorithm, then flatness per algorithm).
+        log: Receives one line per notable event (BP failures, stage done); default: stderr.
+        overwrite: Replace the results of an earlier study in ``out_dir``.
+
+    Returns:
+        The results dict (NaN kept as ``float('nan')``).
+
+    Example:
+        >>> import tempfile
+        >>> cfg = quick_study_config(data="teacher", algorithms=("sgd-fast",), restarts=1,
+        ...                          max_epochs=2, draws=2, n_train=100)
+        >>> res = run_committee_study(cfg, tempfile.mkdtemp(), progress=False, log=lambda s: None)
+        >>> res["complete"], len(res["algorithms"]["sgd-fast"]["restarts"])
+        (True, 1)
+    """
+    if log is None:
+
+        def log(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+
+    out = Path(out_dir)
+    check_study_folder(out, overwrite=overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    t_start = time.perf_counter()
+    data = _load_data(cfg, data_root)
+    results = _new_results(cfg, data)
+    write_json_atomic(path, results)
+    for alg in cfg.algorithms:
+        block = _run_algorithm(alg, cfg, data, progress, log)
+        results["algorithms"][alg] = block
+        results["wall_clock_s"] = time.perf_counter() - t_start
+        write_json_atomic(path, results)
+        if block["summary"]["bp_nonconverged_points"]:
+            points = block["summary"]["bp_nonconverged_points"]
+            log(f"{alg}: {points} BP points did not converge (NaN)")
+    results["wall_clock_s"] = time.perf_counter() - t_start
+    results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results["complete"] = True
+    write_json_atomic(path, results)
+    return results
+
+
+def _new_results(cfg: CommitteeStudyConfig, data) -> dict[str, Any]:
+    """The results dict before any algorithm has run."""
+    return {
+        "schema": SCHEMA,
+        "config": cfg.to_dict(),
+        "data": _data_info(data),
+        "versions": environment(),
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "seed": cfg.seed,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": None,
+        "wall_clock_s": None,
+        "complete": False,
+        "units": {
+            "distance": "per weight: d = |w'-w|^2 / (2 N K), hidden units rescaled to |w_k|^2 = N",
+            "phi_le": "per weight (divide by N K), natural log; x K for the 1/N normalization",
+            "delta_e": "training-error fraction increase; sem = std over draws / sqrt(draws)",
+            "errors": "fractions; test_error_balanced = mean of the two per-class error rates",
+        },
+        "algorithms": {},
+    }
+
+
+def _run_algorithm(
+    alg: str, cfg: CommitteeStudyConfig, data, progress: bool, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Train ``alg``'s restarts, then measure each solution; its block of ``results.json``."""
+    hp = cfg.hparams(alg)
+    tr = train_committee(
+        alg,
+        data.X_train,
+        data.y_train,
+        restarts=cfg.restarts,
+        seed=cfg.seed,
+        max_epochs=cfg.max_epochs,
+        X_test=data.X_test,
+        y_test=data.y_test,
+        progress=progress,
+        overrides=cfg.overrides_for(alg),
+    )
+    t_flat = time.perf_counter()
+    bal = _measure.balanced_error(tr.weights, data.X_test, data.y_test)
+    per_restart: list[dict] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.restarts, desc=f"{alg} flatness", unit="net")
+    for r in range(cfg.restarts):
+        gen = _measure.flatness_generator(cfg.seed, ALGORITHMS.index(alg), r)
+        le, en = _measure.measure_restart(tr.weights[r], data, cfg, gen)
+        for line in le["failures"]:
+            log(f"BP warning: {alg} restart {r}: {line}")
+        per_restart.append(
+            {
+                "restart": r,
+                "train_error": float(tr.train_error[r]),
+                "test_error": float(tr.test_error[r]),
+                "test_error_balanced": float(bal[r]),
+                "train_loss": float(tr.train_loss[r]),
+                "epochs": float(tr.epochs[r]),
+                "steps": int(tr.steps[r]),
+                "stop_reason": tr.stop_reason[r],
+                "local_entropy": le,
+                "local_energy": en,
+            }
+        )
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return {
+        "hparams": dataclasses.asdict(hp),
+        "train_wall_s": tr.wall_time,
+        "flatness_wall_s": time.perf_counter() - t_flat,
+        "restarts": per_restart,
+        "summary": _measure.summarize(per_restart, cfg),
+    }
+
+
+def _load_data(cfg: CommitteeStudyConfig, root: str | os.PathLike | None):
+    from wideflat.data import fashion_committee, teacher_committee
+
+    if cfg.data == "fashion":
+        return fashion_committee(root, n_train=cfg.n_train, seed=cfg.seed, balanced=cfg.balanced)
+    return teacher_committee(cfg.n_train, seed=cfg.seed)
+
+
+def _data_info(data) -> dict[str, Any]:
+    def frac(y):
+        return float((y > 0).double().mean())
+
+    keep = {k: v for k, v in data.metadata.items() if isinstance(v, str | int | float | bool)}
+    return {
+        "name": data.name,
+        "n_train": int(data.X_train.shape[0]),
+        "n_test": int(data.X_test.shape[0]),
+        "n_features": int(data.X_train.shape[1]),
+        "positive_fraction_train": frac(data.y_train),
+        "positive_fraction_test": frac(data.y_test),
+        "metadata": keep,
+    }
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def _at(summary_block: Mapping[str, Any], key: str, value: float) -> dict[str, Any]:
+    grid = summary_block.get(key) or []
+    pts = summary_block.get("per_point") or []
+    for g, p in zip(grid, pts, strict=False):
+        if g is not None and math.isclose(float(g), value) and p:
+            return p
+    return {"mean": math.nan, "std": math.nan, "n": 0}
+
+
+def _pm(stat: Mapping[str, Any], fmt: str) -> str:
+    m, s = stat.get("mean"), stat.get("std")
+    if m is None or s is None or not (math.isfinite(m) and math.isfinite(s)):
+        return "n/a"
+    return f"{m:{fmt}} ± {s:{fmt}}"
+
+
+def format_study_table(results: Mapping[str, Any]) -> str:
+    """The summary table of a study (one row per algorithm, mean ± std over restarts).
+
+    Example:
+        >>> print(format_study_table({"config": {"table_distance": 0.1, "table_sigma": 0.5},
+        ...                           "algorithms": {}}).splitlines()[0].split()[0])
+        algorithm
+    """
+    cfg = results.get("config", {})
+    d0, s0 = float(cfg.get("table_distance", 0.1)), float(cfg.get("table_sigma", 0.5))
+    head = (
+        f"{'algorithm':<10} {'n':>3} {'train err':>16} {'test err':>16} {'bal. test err':>16} "
+        f"{f'Phi_LE(d={d0:g})':>22} {f'dE(s={s0:g})':>16} {'epochs':>14}  stop reasons"
+    )
+    lines = [head, "-" * len(head)]
+    for alg, block in results.get("algorithms", {}).items():
+        s = block.get("summary", {})
+        phi = _at(s.get("phi_le", {}), "distance", d0)
+        de = _at(s.get("delta_e", {}), "sigma", s0)
+        stops = ", ".join(f"{k} {v}" for k, v in sorted(s.get("stop_reasons", {}).items()))
+        extra = []
+        if s.get("bp_lower_bound_restarts"):
+            extra.append(f"Phi lower bound for {s['bp_lower_bound_restarts']}")
+        if s.get("bp_nonconverged_points"):
+            extra.append(f"{s['bp_nonconverged_points']} BP points NaN")
+        lines.append(
+            f"{alg:<10} {s.get('n', 0):>3} {_pm(s.get('train_error', {}), '.4f'):>16} "
+            f"{_pm(s.get('test_error', {}), '.4f'):>16} "
+            f"{_pm(s.get('test_error_balanced', {}), '.4f'):>16} "
+            f"{_pm(phi, '.5f'):>22} {_pm(de, '.4f'):>16} "
+            f"{_pm(s.get('epochs', {}), '.0f'):>14}  {stops}"
+            + (f" [{'; '.join(extra)}]" if extra else "")
+        )
+    return "\n".join(lines)

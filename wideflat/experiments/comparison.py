@@ -1,0 +1,102 @@
+"""``compare``: every run kind × seed of a preset, then Table 1 and Figs. 2–5 from the folders."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._io import write_bytes_atomic, write_json_atomic
+from ..data import dataset_info
+from .build import check_names
+from .config import config_hash
+from .errors import NonFiniteRunError, RunError
+from .presets import get_preset, preset_config
+from .rundir import run_status
+from .training import train
+
+__all__ = ["compare"]
+
+
+def compare(
+    preset: str,
+    kinds: list[str],
+    seeds: list[int],
+    out: str | os.PathLike,
+    *,
+    overrides: dict[str, Any] | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> str:
+    """Train every run kind × seed of a preset into ``out/<kind>-s<seed>``, then tabulate.
+
+    Finished runs (``run.json`` status ``finished``, same config) are kept; interrupted ones
+    resume from their newest checkpoint; a run stopped by a non-finite loss is logged, left
+    ``failed`` in its run.json and left out of the table (which counts finished runs).
+    Writes ``out/summary.md`` and ``out/summary.json``
+    (:func:`~wideflat.experiments.plots.summary_rows`), ``out/test_error.png`` (Fig. 2) and
+    ``out/local_energy.png`` (Figs. 3–5); a plotting failure is logged, not raised. A run at
+    chance-level test error or above the preset's ``max_train_error`` is flagged († in the
+    table with a footnote, grey and dashed in the figures;
+    :func:`~wideflat.experiments.plots.run_flags`).
+
+    Returns:
+        The Markdown table (test error mean ± std per method).
+    """
+    log = log or (lambda text: print(text, file=sys.stderr))
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"output folder {out} exists and is not a folder")
+    try:
+        configs = [
+            (kind, preset_config(preset, kind, seed=seed, **(overrides or {})))
+            for seed in seeds  # seed-major: a study cut short has every method for some seeds
+            for kind in kinds
+        ]
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    for _, cfg in configs:
+        check_names(cfg)
+    for kind, cfg in configs:
+        folder = out / f"{kind}-s{cfg.seed}"
+        if run_status(folder) == ("finished", config_hash(cfg)):
+            log(f"{folder}: finished, kept")
+            continue
+        try:
+            train(cfg, folder, resume="auto", device=device, progress=progress, log=log)
+        except NonFiniteRunError as e:  # recorded as failed in its run.json; go on
+            log(f"{folder}: {e}")
+    classes = dataset_info(configs[0][1].dataset).num_classes if configs else None
+    return _tabulate(out, preset, seeds, classes, log)
+
+
+def _tabulate(
+    out: Path, preset: str, seeds: list[int], classes: int | None, log: Callable[[str], None]
+) -> str:
+    """summary.md, summary.json and the two figures from the run folders in ``out``."""
+    from . import plots  # matplotlib is loaded only here
+
+    runs = [r for r in plots.collect_runs(out) if r.path.parent == out]
+    if classes is not None:  # runs at chance or not fitting the train set are marked
+        plots.flag_runs(
+            runs, num_classes=classes, max_train_error=get_preset(preset).max_train_error
+        )
+    rows = plots.summary_rows(runs)
+    table = plots.format_table(rows)
+    text = f"{preset}: test error over seeds {seeds}\n\n{table}\n"
+    write_bytes_atomic(out / "summary.md", text.encode())
+    write_json_atomic(out / "summary.json", rows)
+    for name, fn in (
+        ("test_error.png", plots.plot_test_error),
+        ("local_energy.png", plots.plot_energy),
+    ):
+        try:
+            fn(runs, out / name, title=preset)
+        except Exception as e:  # noqa: BLE001 - a figure never fails the study
+            log(f"plot {name} failed: {type(e).__name__}: {e}".splitlines()[0])
+    return table
