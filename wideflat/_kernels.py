@@ -9,7 +9,7 @@ its networks. Same inputs, same bits: ``_foreach`` on CPU runs the per-tensor op
 (``add_(other, alpha=a)`` computes ``self + a · other``).
 
 Symbols (the paper's): ``w`` the weights (eSGD: the anchor of the inner loop), ``w'`` the
-inner-loop weights, ``μ`` their running mean with factor ``α = mean_decay``, ``γ`` the
+inner-loop weights, ``μ`` their running mean with factor ``α`` (``alpha``), ``γ`` the
 coupling, ``w̄`` the replicas' center, ``K`` the coupling period (``coupling_every``).
 
 The base optimizer's own update (``w ← w − η g`` for SGD) is not here: the library delegates
@@ -67,14 +67,14 @@ def langevin_(inner: Tensors, noise: Tensors, scale: float) -> None:
     torch._foreach_add_(_list(inner), _list(noise), alpha=scale)
 
 
-def running_mean_(means: Tensors, inner: Tensors, mean_decay: float) -> None:
-    """``μ ← α μ + (1 − α) w'`` with ``α = mean_decay``, in place (as ``lerp(μ, w', 1 − α)``).
+def running_mean_(means: Tensors, inner: Tensors, alpha: float) -> None:
+    """``μ ← α μ + (1 − α) w'``, in place (as ``lerp(μ, w', 1 − α)``).
 
     Example:
         >>> mu = torch.zeros(2); running_mean_(mu, torch.tensor([4.0, 8.0]), 0.75); mu
         tensor([1., 2.])
     """
-    torch._foreach_lerp_(_list(means), _list(inner), 1.0 - mean_decay)
+    torch._foreach_lerp_(_list(means), _list(inner), 1.0 - alpha)
 
 
 def local_entropy_grad_(anchors: Tensors, means: Tensors) -> None:

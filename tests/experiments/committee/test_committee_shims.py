@@ -57,7 +57,11 @@ def test_unknown_old_names_still_raise_attribute_error():
         old.no_such_name  # noqa: B018
 
 
-RENAMED = [("replicas", "y", 3), ("coupling_period", "coupling_every", 2)]
+RENAMED = [
+    ("replicas", "y", 3),
+    ("coupling_period", "coupling_every", 2),
+    ("mean_decay", "alpha", 0.5),
+]
 
 
 @pytest.mark.parametrize(("old", "new", "value"), RENAMED)
@@ -77,13 +81,13 @@ def test_renamed_fields_are_accepted_in_overrides_with_a_warning(old, new, value
 
 
 def test_new_names_give_no_warning(recwarn):
-    hp = committee_preset("rsgd-fast", {"y": 4, "coupling_every": 2, "mean_decay": 0.5})
-    assert (hp.y, hp.coupling_every, hp.mean_decay) == (4, 2, 0.5)
+    hp = committee_preset("rsgd-fast", {"y": 4, "coupling_every": 2, "alpha": 0.5})
+    assert (hp.y, hp.coupling_every, hp.alpha) == (4, 2, 0.5)
     CommitteeStudyConfig(data="teacher", overrides=(("rsgd-fast", "y", 3),))
     assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
     names = {f for f in CommitteeHyperParams.__dataclass_fields__}
-    assert {"y", "coupling_every", "mean_decay"} <= names
-    assert not {"replicas", "coupling_period", "alpha"} & names
+    assert {"y", "coupling_every", "alpha"} <= names
+    assert not {"replicas", "coupling_period", "mean_decay"} & names
 
 
 def test_package_code_imports_without_deprecation_warnings():

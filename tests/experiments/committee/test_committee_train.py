@@ -114,7 +114,7 @@ def reference_train(algorithm, X, y, *, restarts, seed, max_epochs, k, overrides
                     g = g + hp.gamma(epoch) * (up - u)
                     noise = torch.randn((1, k, n), generator=gen, dtype=F64)[0]
                     up = norm(up - hp.inner_lr * g + math.sqrt(hp.inner_lr) * hp.noise * noise)
-                    mu = hp.mean_decay * mu + (1 - hp.mean_decay) * up
+                    mu = hp.alpha * mu + (1 - hp.alpha) * up
                     steps += 1
                 u = norm(u - hp.lr * (u - mu))
                 reps = [u]

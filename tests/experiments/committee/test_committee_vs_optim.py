@@ -108,7 +108,7 @@ def test_rsgd_epochs_equal_replicated_sgd(data, engine, coupling_every):
 def test_esgd_outer_iterations_equal_entropy_sgd(data, noise, monkeypatch):
     X, y = data
     hp = committee_preset("esgd", dict(
-        lr=0.7, inner_lr=0.5, noise=noise, inner_steps=4, mean_decay=0.6, gamma0=0.1,
+        lr=0.7, inner_lr=0.5, noise=noise, inner_steps=4, alpha=0.6, gamma0=0.1,
         gamma1=0.2, beta1=0.05, omega1=0.1, batch_size=B,
     ))  # fmt: skip
     expected = _committee(hp, X, y, rounds=5)  # 20 inner steps: 6 2/3 epochs
@@ -118,7 +118,7 @@ def test_esgd_outer_iterations_equal_entropy_sgd(data, noise, monkeypatch):
         normalize_units(torch.rand((1, K, N), generator=gen, dtype=F64) * 2 - 1)[0]
     )
     opt = EntropySGD([w], lr=hp.lr, inner_lr=hp.inner_lr, inner_steps=hp.inner_steps,
-                     gamma=hp.gamma0, alpha=hp.mean_decay, noise=hp.noise, seed=0)  # fmt: skip
+                     gamma=hp.gamma0, alpha=hp.alpha, noise=hp.noise, seed=0)  # fmt: skip
     state = SimpleNamespace(step=0, perm=None, noise_from=None)
 
     def closure():  # one inner step: the committee's minibatch stream and schedules

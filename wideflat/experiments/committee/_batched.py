@@ -168,7 +168,7 @@ def esgd_outer(
         wp = sgd_update(wp, grad, hp.inner_lr)
         langevin_(wp, noise, noise_scale)
         wp = normalize_units(wp)
-        running_mean_(mu, wp, hp.mean_decay)
+        running_mean_(mu, wp, hp.alpha)
     grad = w.clone()
     local_entropy_grad_(grad, mu)
     pop.w = normalize_units(sgd_update(w, grad, hp.lr))

@@ -1,8 +1,9 @@
 """The committee-machine algorithms of appendix B.1 and their hyper-parameters.
 
 :class:`CommitteeHyperParams` names each paper symbol as :mod:`wideflat.optim` does: ``y``
-(replicas), ``coupling_every`` (K, the coupling period), ``mean_decay`` (α). The names used
-before (``replicas``, ``coupling_period``) are still accepted in ``overrides`` for one release,
+(replicas), ``coupling_every`` (K, the coupling period), ``alpha`` (α, the running-mean
+factor). The names used before (``replicas``, ``coupling_period``, ``mean_decay``) are still
+accepted in ``overrides`` for one release,
 with a ``DeprecationWarning``.
 """
 
@@ -30,7 +31,7 @@ ALGORITHMS: tuple[str, ...] = ("sgd-fast", "sgd-slow", "rsgd-fast", "rsgd-slow",
 
 # Old field name -> new one (renamed to the wideflat.optim names; the old ones go in 0.3).
 RENAMED_FIELDS: Mapping[str, str] = MappingProxyType(
-    {"replicas": "y", "coupling_period": "coupling_every"}
+    {"replicas": "y", "coupling_period": "coupling_every", "mean_decay": "alpha"}
 )
 
 
@@ -54,7 +55,7 @@ class CommitteeHyperParams:
         inner_steps: ``L``, eSGD inner steps per outer iteration.
         inner_lr: ``η'``, eSGD inner learning rate.
         noise: ``ε``, eSGD Langevin noise scale (noise ``√η' ε N(0, I)`` per inner step).
-        mean_decay: ``α``, eSGD running-mean factor ``μ ← α μ + (1−α) w'``.
+        alpha: ``α``, eSGD running-mean factor ``μ ← α μ + (1−α) w'``.
         batch_size: Patterns per minibatch.
         stop_loss: Threshold of the ``sgd-slow`` rule (training loss).
         stop_distance: Threshold of the rSGD / eSGD rules (distance ``d``).
@@ -82,7 +83,7 @@ class CommitteeHyperParams:
     inner_steps: int = 1
     inner_lr: float = 0.0
     noise: float = 0.0
-    mean_decay: float = 0.75
+    alpha: float = 0.75
     batch_size: int = 100
     stop_loss: float = 1e-7
     stop_distance: float = 1e-8
@@ -110,8 +111,8 @@ class CommitteeHyperParams:
                 raise ValueError(f"Invalid {name}: {value!r} (must be an int >= 1)")
         if self.unit_norm not in ("sqrt-n", "one"):
             raise ValueError(f"Invalid unit_norm: {self.unit_norm!r} (use 'sqrt-n' or 'one')")
-        if not 0.0 <= self.mean_decay <= 1.0:
-            raise ValueError(f"Invalid mean_decay: {self.mean_decay!r} (must be in [0, 1])")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"Invalid alpha: {self.alpha!r} (must be in [0, 1])")
         if self.kind != "rsgd" and self.y != 1:
             raise ValueError(
                 f"Invalid y: {self.y} replicas for {self.algorithm!r} (only rSGD has replicas)"
@@ -149,6 +150,12 @@ class CommitteeHyperParams:
         """Deprecated alias of :attr:`coupling_every`."""
         _warn_renamed("coupling_period", stacklevel=3)
         return self.coupling_every
+
+    @property
+    def mean_decay(self) -> float:
+        """Deprecated alias of :attr:`alpha`."""
+        _warn_renamed("mean_decay", stacklevel=3)
+        return self.alpha
 
 
 # Appendix B.1. α is not listed there; 0.75 is Algorithm 1's default (DESIGN.md §2).
@@ -188,7 +195,7 @@ COMMITTEE_PRESETS: Mapping[str, CommitteeHyperParams] = MappingProxyType(
             inner_lr=5e-3,
             noise=1e-6,
             inner_steps=20,
-            mean_decay=0.75,
+            alpha=0.75,
             gamma0=10.0,
             gamma1=5e-5,
             beta0=1.0,
