@@ -18,9 +18,15 @@ measures batching, not validation overhead. The runs alternate (batched, loop, .
 machine noise, and medians over ``--reps`` epochs are printed with their ratios, plus the
 largest weight difference between the batched and looped results (they must agree).
 
+The batched epoch's training FLOP rate is also printed as a ratio to a plain float32
+``torch.matmul`` (sgemm, ``--sgemm-size`` square) timed in the same alternation, on each
+thread count of ``--threads``: training FLOPs are the two matmuls per network and minibatch
+step (forward ``X wᵀ`` and backward ``dhᵀ X``, 2·B·N·K each), i.e. ``4·R·y·M·N·K`` per epoch;
+the elementwise work is not counted. Issue 11's target is a ratio ≥ 0.5.
+
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/committee_batching.py            # paper sizes
+    python benchmarks/committee_batching.py                  # paper sizes, 1 and 2 threads
     python benchmarks/committee_batching.py --restarts 10 --replicas 10 --reps 7 --threads 2
 """
 
@@ -85,6 +91,9 @@ def loop_epoch(w, gens, X, y, hp, epoch, per_network):
     return w
 
 
+SGEMM_CALLS = 4  # matmuls per timed sgemm sample
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -98,13 +107,19 @@ def main() -> None:
     p.add_argument("--K", type=int, default=9)
     p.add_argument("--M", type=int, default=500)
     p.add_argument("--reps", type=int, default=7, help="timed epochs per variant")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--sgemm-size", type=int, default=1024, help="side of the sgemm reference")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--device", default="cpu")
     p.add_argument("--skip-per-network", action="store_true")
     args = p.parse_args()
 
-    torch.set_num_threads(args.threads)
+    for threads in args.threads:
+        bench(args, threads)
+
+
+def bench(args, threads: int) -> None:
+    torch.set_num_threads(threads)
     dtype, device = getattr(torch, args.dtype), torch.device(args.device)
     hp = committee_preset("rsgd-fast", {"y": args.replicas})
     X, y = make_data(args.N, args.K, args.M, dtype, device)
@@ -121,17 +136,23 @@ def main() -> None:
     variants = ["batched", "batched-1block", "loop-restarts"]
     variants += [] if args.skip_per_network else ["loop-networks"]
     state = {}
-    for v in variants:
+    for v in list(variants):
         gens = [restart_generator(1, r, device) for r in range(R)]
         if v.startswith("batched"):
             state[v] = _batched.Population(w0.clone(), gens, torch.arange(R, device=device))
         else:
             state[v] = ([w0[r].clone() for r in range(R)], gens)
 
+    a = torch.randn(args.sgemm_size, args.sgemm_size, device=device)
+    b = torch.randn(args.sgemm_size, args.sgemm_size, device=device)
+
     def run(v, epoch):
         sync(device)
         t0 = time.perf_counter()
-        if v.startswith("batched"):
+        if v == "sgemm":
+            for _ in range(SGEMM_CALLS):
+                torch.matmul(a, b)
+        elif v.startswith("batched"):
             # "batched-1block": all restarts in one block (what a GPU runs), no CPU blocking.
             budget = 1 << 62 if v == "batched-1block" else default_budget
             _batched.CPU_BLOCK_BYTES = budget
@@ -144,6 +165,7 @@ def main() -> None:
         return time.perf_counter() - t0
 
     default_budget = _batched.CPU_BLOCK_BYTES
+    variants.append("sgemm")
     times = {v: [] for v in variants}
     for epoch in range(args.reps + 1):  # epoch 0 is a warm-up, not timed
         for v in variants:  # alternate the variants within each epoch
@@ -155,11 +177,11 @@ def main() -> None:
     print(
         f"committee rSGD epoch: restarts={R} replicas={Y} N={args.N} K={args.K} M={args.M} "
         f"batch={hp.batch_size} ({args.M // hp.batch_size} steps/epoch), {args.dtype}, "
-        f"device={device}, threads={args.threads}, torch {torch.__version__}, "
+        f"device={device}, threads={threads}, torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}"
     )
     base = statistics.median(times["batched"])
-    for v in variants:
+    for v in variants[:-1]:
         med = statistics.median(times[v])
         line = f"  {v:14s} median {med * 1e3:9.2f} ms/epoch  (n={len(times[v])})"
         if v != "batched":
@@ -167,6 +189,14 @@ def main() -> None:
             diff = (other - ref).abs().max().item()
             line += f"  {med / base:6.1f}x slower than batched; max |Δw| = {diff:.1e}"
         print(line)
+    flops = 4 * R * Y * args.M * args.N * args.K  # two matmuls per network and step
+    train_rate = flops / base
+    sgemm_rate = SGEMM_CALLS * 2 * args.sgemm_size**3 / statistics.median(times["sgemm"])
+    print(
+        f"  training FLOP rate {train_rate / 1e9:.2f} GFLOP/s vs sgemm ({args.sgemm_size}^3, "
+        f"float32) {sgemm_rate / 1e9:.2f} GFLOP/s: "
+        f"ratio {train_rate / sgemm_rate:.2f} (target >= 0.5)"
+    )
 
 
 if __name__ == "__main__":
