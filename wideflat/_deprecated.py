@@ -10,11 +10,12 @@ from typing import Any
 __all__ = ["moved"]
 
 
-def moved(old: str, targets: dict[str, str]) -> Callable[[str], Any]:
+def moved(old: str, targets: dict[str, str], *, stacklevel: int = 2) -> Callable[[str], Any]:
     """A module ``__getattr__`` for the module ``old``, whose names moved.
 
     ``targets`` maps each moved name to its new module. Reading a name returns the object
-    from the new module and emits a ``DeprecationWarning`` naming the new path.
+    from the new module and emits a ``DeprecationWarning`` naming the new path, attributed to
+    the caller's line (``stacklevel=3`` when the old module's own ``__getattr__`` wraps it).
 
     Example (in the old module)::
 
@@ -28,7 +29,7 @@ def moved(old: str, targets: dict[str, str]) -> Callable[[str], Any]:
         warnings.warn(
             f"{old}.{name} moved to {new}.{name}; the old path will be removed in the next release",
             DeprecationWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
         return getattr(importlib.import_module(new), name)
 

@@ -23,7 +23,7 @@ _NEW = {
     "train": "wideflat.experiments.training",
     "compare": "wideflat.experiments.comparison",
 }
-_moved = moved(__name__, _NEW)
+_moved = moved(__name__, _NEW, stacklevel=3)  # called from this module's __getattr__
 
 __all__ = sorted([*_NEW, "cli_compare", "cli_train"])  # served by __getattr__, each warns
 
