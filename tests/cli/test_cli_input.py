@@ -10,18 +10,10 @@ import subprocess
 import sys
 
 import pytest
+from _cli import run_cli
 
-from wideflat.cli import build_parser, main
+from wideflat.cli import build_parser
 from wideflat.experiments.config import ENGINES
-
-
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse errors
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def one_line(err: str, prog: str) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _cli import run_cli
 
 from wideflat.cli import main
 from wideflat.experiments.checkpoint import load_checkpoint, save_checkpoint
@@ -31,15 +32,6 @@ def tiny_args(data_root: str) -> list[str]:
         "--set", "eval_batch=64", "--energy-epochs", "--no-progress", "--device", "cpu",
         "--gamma", "exp:auto:x10",
     ]  # fmt: skip
-
-
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse errors
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

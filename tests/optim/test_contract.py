@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import torch
-from _problems import LinearModel, Stream, full_loss, mse
+from _problems import LinearModel, Stream, assert_state_equal, full_loss, mse
 
 from wideflat.optim import (
     ConstantGamma,
@@ -151,22 +151,6 @@ class Run:
             other.opt.load_state_dict(copy.deepcopy(self.opt.state_dict()))
             other.sched.load_state_dict(copy.deepcopy(self.sched.state_dict()))
         return other
-
-
-def assert_state_equal(a, b, path="state_dict"):
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, path
-        assert torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert set(a) == set(b), f"{path}: keys {set(a) ^ set(b)}"
-        for k in a:
-            assert_state_equal(a[k], b[k], f"{path}[{k!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_state_equal(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
 
 
 LR_SCHEDULERS = {

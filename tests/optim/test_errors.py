@@ -6,8 +6,7 @@ import copy
 
 import pytest
 import torch
-from _problems import LinearModel, Stream, mse
-from test_contract import assert_state_equal
+from _problems import LinearModel, Stream, assert_state_equal, mse
 
 from wideflat.optim import (
     SAM,

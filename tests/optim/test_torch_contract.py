@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import torch
-from _problems import N_IN, N_OUT, LinearModel, Stream, full_loss, mse
+from _problems import N_IN, N_OUT, LinearModel, Stream, assert_state_equal, full_loss, mse
 from torch import nn
 from torch.optim.optimizer import (
     register_optimizer_step_post_hook,
@@ -142,21 +142,6 @@ class Trainer:
 def assert_same(a: Trainer, b: Trainer) -> None:
     for p, q in zip(a.params(), b.params(), strict=True):
         assert torch.equal(p, q)
-
-
-def assert_state_equal(a, b, path="state_dict"):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert set(a) == set(b), f"{path}: keys {set(a) ^ set(b)}"
-        for k in a:
-            assert_state_equal(a[k], b[k], f"{path}[{k!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_state_equal(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
 
 
 @table("no_grads")
