@@ -347,8 +347,17 @@ def _add_committee(sub) -> None:
                          help="2 restarts, 40 epochs, coarse BP grid (minutes)")),
         ("--max-epochs", dict(type=int, help="epoch cap (default: 1000; quick: 40)")),
         ("--draws", dict(type=int, help="local-energy draws per sigma (default: 100; quick: 20)")),
-        ("--unit-norm", dict(default="one", help="step-size convention: 'one' (units of norm 1) "
-                                                 "or 'sqrt-n' (norm sqrt(N))")),
+        ("--unit-norm", dict(default="one", choices=["one", "sqrt-n"],
+                             help="step-size convention: units of norm 1 or of norm sqrt(N)")),
+        ("--loss-reduction", dict(default="mean", choices=["mean", "sum"],
+                                  help="minibatch loss: mean or sum over its patterns")),
+        ("--schedule-clock", dict(default="epoch", choices=["epoch", "step"],
+                                  help="what t counts in beta(t), omega(t), gamma(t)")),
+        ("--mc-restarts", dict(type=int, help="restarts per algorithm that also get the "
+                                              "BP-Monte Carlo check (default: 5; quick: 1)")),
+        ("--jobs", dict(type=int, default=1, help="worker processes (one torch thread each)")),
+        ("--resume", dict(action="store_true", help="continue the study in --out where it "
+                                                    "stopped (same options)")),
         ("--set", dict(action="append", default=[], metavar="ALG.FIELD=VALUE",
                        help="override a paper hyper-parameter, e.g. --set esgd.lr=0.5 "
                             "(repeatable)")),
@@ -384,25 +393,30 @@ def _run_committee(args: argparse.Namespace) -> int:
     from .experiments.committee.plots import plot_fig1
 
     given = dict(algorithms=tuple(args.algorithms) if args.algorithms else None,
-                 restarts=args.restarts, max_epochs=args.max_epochs, draws=args.draws)  # fmt: skip
+                 restarts=args.restarts, max_epochs=args.max_epochs, draws=args.draws,
+                 mc_restarts=args.mc_restarts)  # fmt: skip
     kwargs = {k: v for k, v in given.items() if v is not None}
     try:
         cfg = (study.quick_study_config if args.quick else study.CommitteeStudyConfig)(
             data=args.data, seed=args.seed, unit_norm=args.unit_norm, balanced=args.balanced,
+            loss_reduction=args.loss_reduction, schedule_clock=args.schedule_clock,
             overrides=_committee_overrides(args.set), **kwargs,
         )  # fmt: skip
     except TypeError as e:
         raise ValueError(str(e)) from None
     out = Path(args.out) if args.out else study.default_study_folder(cfg)
-    study.check_study_folder(out, overwrite=args.overwrite)
+    if not args.resume:
+        study.check_study_folder(out, overwrite=args.overwrite)
     if (reason := unwritable_reason(out)) is not None:
         raise ValueError(f"cannot write to --out {str(out)!r}: {reason}")
     quick = " (quick: a smoke test, not a result)" if cfg.quick else ""
     print(f"wideflat committee: {', '.join(cfg.algorithms)} on {cfg.data} data, {cfg.restarts} "
-          f"restarts, <= {cfg.max_epochs} epochs, unit_norm={cfg.unit_norm}{quick}")  # fmt: skip
+          f"restarts, <= {cfg.max_epochs} epochs, conventions {cfg.unit_norm}/"
+          f"{cfg.loss_reduction}/{cfg.schedule_clock}{quick}")  # fmt: skip
     results = study.run_committee_study(
-        cfg, out, data_root=args.data_root, progress=not args.no_progress, overwrite=True
-    )
+        cfg, out, data_root=args.data_root, progress=not args.no_progress,
+        overwrite=args.overwrite, resume=args.resume, jobs=args.jobs,
+    )  # fmt: skip
     fig = plot_fig1(out / "results.json", out / "fig1.png")
     print(study.format_study_table(results))
     print(

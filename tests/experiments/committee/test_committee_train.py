@@ -49,17 +49,24 @@ def reference_train(algorithm, X, y, *, restarts, seed, max_epochs, k, overrides
     b, S = hp.batch_size, m // hp.batch_size
     kind = algorithm.split("-")[0]
 
+    def clk(step):  # the schedules' t during step `step` (from 0)
+        return step if hp.schedule_clock == "step" else step // S
+
     def norm(u):
         return torch.stack([row * (unit / row.norm()) for row in u])
 
-    def soft_loss(u, Xb, yb, beta, omega):
+    def soft_loss(u, Xb, yb, beta, omega, sum_loss=False):
         h = Xb @ u.T / unit  # = w·x/√N in both coordinate systems
         marg = yb * torch.tanh(beta * h).sum(1) / math.sqrt(k)
-        return (-marg / 2 + torch.log(2 * torch.cosh(omega * marg)) / (2 * omega)).mean()
+        per_pattern = -marg / 2 + torch.log(2 * torch.cosh(omega * marg)) / (2 * omega)
+        return per_pattern.sum() if sum_loss else per_pattern.mean()
+
+    def batch_loss(u, Xb, yb, beta, omega):  # the minibatch loss of the convention
+        return soft_loss(u, Xb, yb, beta, omega, sum_loss=hp.loss_reduction == "sum")
 
     def grad(u, Xb, yb, beta, omega):
         u = u.detach().clone().requires_grad_(True)
-        soft_loss(u, Xb, yb, beta, omega).backward()
+        batch_loss(u, Xb, yb, beta, omega).backward()
         return u.grad
 
     def errors(u):
@@ -78,13 +85,13 @@ def reference_train(algorithm, X, y, *, restarts, seed, max_epochs, k, overrides
         steps, reason = 0, None
         while reason is None:
             if kind in ("sgd", "rsgd"):
-                epoch = steps // S
-                beta, omega, gamma = hp.beta(epoch), hp.omega(epoch), hp.gamma(epoch)
-                if kind == "rsgd" and hp.lr * hp.coupling_every * gamma >= 2:
+                if kind == "rsgd" and hp.lr * hp.coupling_every * hp.gamma(clk(steps + S - 1)) >= 2:
                     reason = "unstable"
                     break
                 perms = [torch.randperm(m, generator=gen) for _ in range(hp.y)]
                 for s in range(S):
+                    t = clk(steps)
+                    beta, omega, gamma = hp.beta(t), hp.omega(t), hp.gamma(t)
                     center = sum(reps) / len(reps)
                     steps += 1
                     new = []
@@ -100,18 +107,18 @@ def reference_train(algorithm, X, y, *, restarts, seed, max_epochs, k, overrides
                 d = sum(dist(u, center) for u in reps) / len(reps)
             else:  # esgd
                 L = hp.inner_steps
-                if hp.inner_lr * hp.gamma((steps + L - 1) // S) >= 2:
+                if hp.inner_lr * hp.gamma(clk(steps + L - 1)) >= 2:
                     reason = "unstable"
                     break
                 u = reps[0]
                 up, mu = u.clone(), u.clone()
                 for _ in range(L):
-                    epoch, pos = divmod(steps, S)
+                    pos, t = steps % S, clk(steps)
                     if pos == 0:
                         perm = torch.randperm(m, generator=gen)
                     idx = perm[pos * b : (pos + 1) * b]
-                    g = grad(up, X[idx], y[idx], hp.beta(epoch), hp.omega(epoch))
-                    g = g + hp.gamma(epoch) * (up - u)
+                    g = grad(up, X[idx], y[idx], hp.beta(t), hp.omega(t))
+                    g = g + hp.gamma(t) * (up - u)
                     noise = torch.randn((1, k, n), generator=gen, dtype=F64)[0]
                     up = norm(up - hp.inner_lr * g + math.sqrt(hp.inner_lr) * hp.noise * noise)
                     mu = hp.alpha * mu + (1 - hp.alpha) * up
@@ -120,7 +127,7 @@ def reference_train(algorithm, X, y, *, restarts, seed, max_epochs, k, overrides
                 reps = [u]
                 net = u
                 d = dist(u, mu)
-            last = (steps - 1) // S
+            last = clk(steps - 1)
             err = errors(net)
             loss = soft_loss(net, X, y, hp.beta(last), hp.omega(last)).item()
             if algorithm == "sgd-fast" and err == 0:
@@ -135,7 +142,7 @@ def reference_train(algorithm, X, y, *, restarts, seed, max_epochs, k, overrides
             center = sum(reps) / len(reps)
             net = norm(center) if kind == "rsgd" else reps[0]
             err = errors(net)
-            last = max(steps - 1, 0) // S
+            last = clk(max(steps - 1, 0))
             loss = soft_loss(net, X, y, hp.beta(last), hp.omega(last)).item()
         out.append(
             dict(
@@ -182,6 +189,46 @@ REFERENCE_CASES = {
             gamma1=0.1,
             stop_distance=1e-4,
             unit_norm="one",
+        ),
+    ),
+    "rsgd-sum-step-clock": (
+        "rsgd-fast",
+        dict(
+            lr=0.05,
+            batch_size=20,
+            y=3,
+            gamma0=0.05,
+            gamma1=0.03,
+            stop_distance=1e-3,
+            loss_reduction="sum",
+            schedule_clock="step",
+        ),
+    ),
+    "sgd-slow-step-clock-one": (
+        "sgd-slow",
+        dict(
+            lr=0.2,
+            batch_size=20,
+            omega1=0.03,
+            beta1=0.02,
+            stop_loss=1e-3,
+            schedule_clock="step",
+            unit_norm="one",
+        ),
+    ),
+    "esgd-sum-step-clock": (
+        "esgd",
+        dict(
+            lr=0.7,
+            inner_lr=0.05,
+            noise=1e-3,
+            inner_steps=4,
+            gamma0=0.1,
+            gamma1=0.05,
+            batch_size=20,
+            stop_distance=1e-4,
+            loss_reduction="sum",
+            schedule_clock="step",
         ),
     ),
     "rsgd-unstable": (
@@ -390,3 +437,49 @@ def test_trainer_bad_inputs():
         train_committee("sgd-fast", X, y, **{**kw, "max_epochs": 0})
     with pytest.raises(ValueError, match="NaN"):
         train_committee("sgd-fast", X * float("nan"), y, **kw)
+
+
+def test_first_restart_trains_the_same_networks_as_a_full_run():
+    X, y, _, _ = teacher_data()
+    ov = dict(lr=1.0, batch_size=20, y=3, gamma0=0.05, gamma1=0.1, stop_distance=1e-3)
+    kw = dict(seed=4, max_epochs=5, progress=False, overrides=ov, num_hidden=3)
+    full = train_committee("rsgd-fast", X, y, restarts=4, **kw)
+    tail = train_committee("rsgd-fast", X, y, restarts=2, first_restart=2, **kw)
+    assert torch.equal(tail.weights, full.weights[2:])
+    assert tail.stop_reason == full.stop_reason[2:]
+    with pytest.raises(ValueError, match="first_restart"):
+        train_committee("rsgd-fast", X, y, restarts=1, first_restart=-1, **kw)
+
+
+def test_summed_loss_is_the_mean_loss_with_the_coupling_b_times_weaker():
+    """loss_reduction="sum" multiplies only the loss term by B: rSGD with (η, γ) and a summed
+    loss is rSGD with (η B, γ / B) and a mean loss (same ηγ, loss step ×B)."""
+    X, y, _, _ = teacher_data()
+    b = 20
+    base = dict(batch_size=b, y=3, gamma1=0.1, stop_distance=1e-3)
+    kw = dict(restarts=2, seed=1, max_epochs=8, progress=False, num_hidden=3)
+    summed = train_committee(
+        "rsgd-fast", X, y, overrides={**base, "lr": 0.05, "gamma0": 0.04,
+                                      "loss_reduction": "sum"}, **kw
+    )  # fmt: skip
+    mean = train_committee(
+        "rsgd-fast", X, y, overrides={**base, "lr": 0.05 * b, "gamma0": 0.04 / b}, **kw
+    )
+    torch.testing.assert_close(summed.weights, mean.weights, rtol=0, atol=1e-10)
+    plain = train_committee("rsgd-fast", X, y, overrides={**base, "lr": 0.05, "gamma0": 0.04}, **kw)
+    assert not torch.allclose(plain.weights, summed.weights)
+
+
+def test_step_clock_with_one_step_per_epoch_is_the_epoch_clock():
+    X, y, _, _ = teacher_data()
+    ov = dict(lr=1.0, batch_size=X.shape[0], y=3, gamma0=0.05, gamma1=0.1, beta1=0.05,
+              omega1=0.05, stop_distance=1e-3)  # fmt: skip
+    kw = dict(restarts=2, seed=2, max_epochs=10, progress=False, num_hidden=3)
+    a = train_committee("rsgd-fast", X, y, overrides=ov, **kw)
+    b = train_committee("rsgd-fast", X, y, overrides={**ov, "schedule_clock": "step"}, **kw)
+    assert torch.equal(a.weights, b.weights)
+    c = train_committee(
+        "rsgd-fast", X, y, overrides={**ov, "batch_size": 20, "schedule_clock": "step"}, **kw
+    )
+    d = train_committee("rsgd-fast", X, y, overrides={**ov, "batch_size": 20}, **kw)
+    assert not torch.allclose(c.weights, d.weights)

@@ -128,15 +128,20 @@ class Population:
 def sgd_epoch(
     pop: Population, X: Tensor, y: Tensor, hp: CommitteeHyperParams, epoch: int, step0: int
 ) -> None:
-    """One epoch of SGD (``y = 1``) or rSGD for every active restart, in place."""
-    beta, omega, gamma = hp.beta(epoch), hp.omega(epoch), hp.gamma(epoch)
+    """One epoch of SGD (``y = 1``) or rSGD for every active restart, in place.
+
+    ``epoch`` is the epoch's index and ``step0`` the steps done before it (the schedules'
+    ``t`` is ``hp.clock(step0 + s, M // B)`` at step ``s``)."""
     b, steps = hp.batch_size, X.shape[0] // hp.batch_size
-    c = hp.coordinate_scale(X.shape[1])
+    # unit_norm: ∇_u L = √c ∇_w L with w = √c u, so the w-step is c ∇_w L (c = 1 default);
+    # loss_reduction "sum" multiplies the minibatch-mean gradient by B.
+    scale = hp.coordinate_scale(X.shape[1]) * hp.loss_scale
     perms = pop.randperms(X.shape[0], pop.w.shape[1])  # (R, y, M)
     w = pop.w
     for s in range(steps):
-        # unit_norm: ∇_u L = √c ∇_w L with w = √c u, so the w-step is c ∇_w L (c = 1 default).
-        grad = c * minibatch_grad(w, X, y, perms[..., s * b : (s + 1) * b], beta, omega)
+        t = hp.clock(step0 + s, steps)
+        beta, omega, gamma = hp.beta(t), hp.omega(t), hp.gamma(t)
+        grad = scale * minibatch_grad(w, X, y, perms[..., s * b : (s + 1) * b], beta, omega)
         if hp.kind == "rsgd" and (step0 + s + 1) % hp.coupling_every == 0:
             # Algorithm 2: w̄ from the weights before this step; K γ (w_a − w̄) is the
             # gradient of γ Σ_a d(w_a, w̄) scaled by the coupling period.
@@ -154,14 +159,17 @@ def esgd_outer(
     w = pop.w  # (R, 1, K, N)
     wp, mu = w, w.clone()
     c = hp.coordinate_scale(X.shape[1])
+    scale = c * hp.loss_scale
     noise_scale = math.sqrt(hp.inner_lr * c) * hp.noise
     for l in range(hp.inner_steps):
         step = inner_done + l
-        epoch, pos = divmod(step, steps_per_epoch)
+        pos = step % steps_per_epoch
         if pos == 0:  # a new pass over the data: one permutation per restart
             pop.perms = pop.randperms(X.shape[0], 1)
-        beta, omega, gamma = hp.beta(epoch), hp.omega(epoch), hp.gamma(epoch)
-        grad = c * minibatch_grad(wp, X, y, pop.perms[..., pos * b : (pos + 1) * b], beta, omega)
+        t = hp.clock(step, steps_per_epoch)
+        beta, omega, gamma = hp.beta(t), hp.omega(t), hp.gamma(t)
+        idx = pop.perms[..., pos * b : (pos + 1) * b]
+        grad = scale * minibatch_grad(wp, X, y, idx, beta, omega)
         esgd_coupling_(grad, wp, w, gamma)
         noise = pop.randn(tuple(w.shape[1:]))
         # Algorithm 1, line 6: the Langevin noise is added after the inner step.

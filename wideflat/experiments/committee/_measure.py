@@ -16,10 +16,17 @@ from torch import Tensor
 
 from wideflat import _rng
 from wideflat.flatness import committee_local_energy, committee_local_entropy
+from wideflat.flatness.monte_carlo import committee_gaussian_mc
 from wideflat.models.committee import committee_errors, committee_output
 
+# A BP point is flagged when it differs from the Monte Carlo estimate by more than this many
+# Monte Carlo standard errors (two: outside the Monte Carlo 95 % interval).
+MC_FLAG_Z = 2.0
+
 __all__ = [
+    "MC_FLAG_Z",
     "balanced_error",
+    "bp_mc_gap",
     "flatness_generator",
     "measure_restart",
     "stats",
@@ -79,6 +86,8 @@ def measure_restart(w: Tensor, data, cfg, gen: torch.Generator) -> tuple[dict, d
         "distance": list(cfg.distances),
         "distance_reached": nan_d,
         "phi_le": nan_d,
+        "gamma": nan_d,
+        "phi": nan_d,
         "converged": [False] * len(cfg.distances),
         "failures": [],
         "n_patterns": None if n_err is None else m - n_err,
@@ -105,6 +114,8 @@ def measure_restart(w: Tensor, data, cfg, gen: torch.Generator) -> tuple[dict, d
         le.update(
             distance_reached=list(bp.distance),
             phi_le=list(bp.local_entropy),
+            gamma=list(bp.gamma),
+            phi=list(bp.phi),
             converged=list(bp.converged),
             failures=list(bp.failures),
             n_patterns=bp.n_patterns,
@@ -117,6 +128,56 @@ def measure_restart(w: Tensor, data, cfg, gen: torch.Generator) -> tuple[dict, d
     )
     en.update(mean=mean.tolist(), sem=sem.tolist(), base=base)
     return le, en
+
+
+def bp_mc_gap(w: Tensor, data, le: dict[str, Any], samples: int, seed: int) -> dict[str, Any]:
+    """BP's ``φ(γ)`` against direct Monte Carlo sampling of the same measure, at BP's ``γ``.
+
+    ``φ(γ) = (1/n) log P_{w' ~ N(w, I/γ)}[every constrained pattern correct]`` is what BP
+    computes before the Legendre step (``le["phi"]``, ``le["gamma"]`` from
+    :func:`measure_restart`); :func:`~wideflat.flatness.monte_carlo.committee_gaussian_mc`
+    estimates it without approximation, with a standard error, on the same constraints (the
+    patterns ``w`` classifies correctly). ``z = (φ_BP − φ_MC) / se_MC``; a point is
+    ``flagged`` when ``|z| > MC_FLAG_Z``, or, where no sample was accepted, when BP's ``φ`` is
+    above the Monte Carlo 95 % upper bound. Points where Monte Carlo accepted nothing and BP
+    is below the bound are ``resolved = False`` (the sample is too small to check them).
+    """
+    grid = [(j, g) for j, g in enumerate(le["gamma"]) if g is not None and math.isfinite(g)]
+    gammas = [g for _, g in grid]
+    out: dict[str, Any] = {"samples": samples, "seed": seed, "z_threshold": MC_FLAG_Z, "points": []}
+    if not gammas:
+        out["note"] = "no converged BP point to check"
+        return out
+    w64, X, y = w.double(), data.X_train.double(), data.y_train.double()
+    ok = committee_output(w64, X) == y
+    mc = committee_gaussian_mc(w64, X[ok], y[ok], gammas, samples=samples, seed=seed)
+    for i, (j, g) in enumerate(grid):
+        bp, m, se, ub = le["phi"][j], mc.phi[i], mc.phi_se[i], mc.phi_upper_95[i]
+        if math.isfinite(m):
+            z = (bp - m) / se if se > 0 else math.inf * np.sign(bp - m)
+            flagged, resolved = bool(abs(z) > MC_FLAG_Z), True
+        else:
+            z, flagged = math.nan, bool(bp > ub)
+            resolved = flagged
+        out["points"].append(
+            {
+                "index": j,
+                "distance": le["distance"][j],
+                "gamma": g,
+                "phi_bp": bp,
+                "phi_mc": m,
+                "phi_mc_se": se,
+                "phi_mc_upper_95": ub,
+                "accepted": mc.accepted[i],
+                "gap": bp - m,
+                "z": z,
+                "flagged": flagged,
+                "resolved": resolved,
+                "distance_mc": mc.delta[i],
+                "phi_le_mc": mc.local_entropy[i],
+            }
+        )
+    return out
 
 
 def summarize(restarts: list[dict], cfg) -> dict[str, Any]:
@@ -141,4 +202,26 @@ def summarize(restarts: list[dict], cfg) -> dict[str, Any]:
             for r in restarts
         ),
         "bp_lower_bound_restarts": sum(r["local_entropy"]["lower_bound"] for r in restarts),
+        "bp_mc": _mc_summary(restarts),
     }
+
+
+def _mc_summary(restarts: list[dict]) -> dict[str, Any]:
+    """Per BP point (by its index on the grid): how many checked, resolved and flagged."""
+    checked = [r["bp_mc"] for r in restarts if r.get("bp_mc")]
+    rows: dict[int, dict[str, Any]] = {}
+    for mc in checked:
+        for p in mc["points"]:
+            row = rows.setdefault(
+                p["index"], {"checked": 0, "resolved": 0, "flagged": 0, "gaps": []}
+            )
+            row["checked"] += 1
+            row["resolved"] += int(p["resolved"])
+            row["flagged"] += int(p["flagged"])
+            if p["gap"] is not None and math.isfinite(p["gap"]):
+                row["gaps"].append(p["gap"])
+    per_point = []
+    for i in sorted(rows):
+        row = rows.pop(i)
+        per_point.append({"index": i, **row, "gap": stats(row.pop("gaps"))})
+    return {"restarts_checked": len(checked), "per_point": per_point}

@@ -44,12 +44,13 @@ class CommitteeHyperParams:
         lr: ``η``, learning rate (per step, on the minibatch-mean loss); for eSGD the
             outer step size.
         beta0: ``β0``, initial inverse width of the hidden ``tanh``.
-        beta1: ``β1``, per-epoch growth: ``β(t) = β0 (1+β1)^t``.
+        beta1: ``β1``, growth per ``t``: ``β(t) = β0 (1+β1)^t`` (``t``: see
+            ``schedule_clock``).
         omega0: ``ω0``, initial ω-loss scale.
-        omega1: ``ω1``, per-epoch growth: ``ω(t) = ω0 (1+ω1)^t``.
+        omega1: ``ω1``, growth per ``t``: ``ω(t) = ω0 (1+ω1)^t``.
         y: ``y``, number of rSGD replicas (1 otherwise); ``ReplicatedSGD``'s ``y``.
         gamma0: ``γ0``, initial coupling (rSGD, eSGD).
-        gamma1: ``γ1``, per-epoch growth: ``γ(t) = γ0 (1+γ1)^t``.
+        gamma1: ``γ1``, growth per ``t``: ``γ(t) = γ0 (1+γ1)^t``.
         coupling_every: ``K`` of Algorithm 2: couple every ``K`` steps with strength
             ``K γ``; ``ReplicatedSGD``'s ``coupling_every``.
         inner_steps: ``L``, eSGD inner steps per outer iteration.
@@ -68,6 +69,13 @@ class CommitteeHyperParams:
             noise by ``√N`` and divides the distances by ``N``; the coupling rates ``ηγ``,
             ``η'γ`` and the outer eSGD step are the same in both. The paper does not state
             which it used; the returned weights are always in ``"sqrt-n"`` form.
+        loss_reduction: How the minibatch loss is reduced over its ``B`` patterns:
+            ``"mean"`` (default, ``torch``'s convention) or ``"sum"`` (the per-pattern step
+            of the statistical-physics codes: the loss-gradient term is ``B`` times larger;
+            the coupling and noise terms are unchanged).
+        schedule_clock: What ``t`` counts in the ``β(t)``, ``ω(t)``, ``γ(t)`` schedules:
+            ``"epoch"`` (default, as appendix B.1 says) or ``"step"`` (minibatch steps; eSGD:
+            inner steps), which makes every schedule ``M / B`` times faster.
     """
 
     algorithm: str
@@ -88,6 +96,8 @@ class CommitteeHyperParams:
     stop_loss: float = 1e-7
     stop_distance: float = 1e-8
     unit_norm: str = "sqrt-n"
+    loss_reduction: str = "mean"
+    schedule_clock: str = "epoch"
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -111,6 +121,14 @@ class CommitteeHyperParams:
                 raise ValueError(f"Invalid {name}: {value!r} (must be an int >= 1)")
         if self.unit_norm not in ("sqrt-n", "one"):
             raise ValueError(f"Invalid unit_norm: {self.unit_norm!r} (use 'sqrt-n' or 'one')")
+        if self.loss_reduction not in ("mean", "sum"):
+            raise ValueError(
+                f"Invalid loss_reduction: {self.loss_reduction!r} (use 'mean' or 'sum')"
+            )
+        if self.schedule_clock not in ("epoch", "step"):
+            raise ValueError(
+                f"Invalid schedule_clock: {self.schedule_clock!r} (use 'epoch' or 'step')"
+            )
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"Invalid alpha: {self.alpha!r} (must be in [0, 1])")
         if self.kind != "rsgd" and self.y != 1:
@@ -121,6 +139,21 @@ class CommitteeHyperParams:
     def coordinate_scale(self, num_inputs: int) -> float:
         """``c`` with ``u = w / √c``: 1 for ``"sqrt-n"``, ``N`` for ``"one"``."""
         return float(num_inputs) if self.unit_norm == "one" else 1.0
+
+    @property
+    def loss_scale(self) -> float:
+        """Factor on the minibatch-mean loss gradient: ``B`` for ``"sum"``, else 1."""
+        return float(self.batch_size) if self.loss_reduction == "sum" else 1.0
+
+    def clock(self, step: int, steps_per_epoch: int) -> int:
+        """The schedules' ``t`` during minibatch step ``step`` (from 0) of one network.
+
+        Example:
+            >>> hp = committee_preset("sgd-fast")
+            >>> hp.clock(7, 5), dataclasses.replace(hp, schedule_clock="step").clock(7, 5)
+            (1, 7)
+        """
+        return step if self.schedule_clock == "step" else step // steps_per_epoch
 
     @property
     def kind(self) -> str:

@@ -26,6 +26,7 @@ unit rescaled to ``‖w_k‖² = N``; ``d = ‖w' − w‖² / (2n)``), the unit
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -38,11 +39,11 @@ from typing import Any
 
 import torch
 
-from wideflat._io import environment, write_json_atomic
+from wideflat._io import environment, json_ready, write_json_atomic
 
-from . import _measure
+from . import _parts
+from ._schedule import Runner
 from .presets import ALGORITHMS, CommitteeHyperParams, committee_preset, upgrade_overrides
-from .train import train_committee
 
 __all__ = [
     "SCHEMA",
@@ -69,6 +70,9 @@ class CommitteeStudyConfig:
         max_epochs: Epoch cap of every restart (reported as stop reason ``"max-epochs"``).
         unit_norm: Step-size convention of the trainer, ``"one"`` (units of norm 1: the
             loss step is ``N`` times larger than with ``"sqrt-n"``) or ``"sqrt-n"``.
+        loss_reduction: ``"mean"`` or ``"sum"`` of the minibatch loss (see
+            :class:`~wideflat.experiments.committee.presets.CommitteeHyperParams`).
+        schedule_clock: ``"epoch"`` or ``"step"``: what ``t`` counts in ``β(t), ω(t), γ(t)``.
         overrides: ``((algorithm, field, value), ...)`` hyper-parameters replacing the
             paper's presets (e.g. ``(("esgd", "lr", 0.5),)``). A renamed field given by its
             old name (:data:`~wideflat.experiments.committee.presets.RENAMED_FIELDS`) is
@@ -82,6 +86,9 @@ class CommitteeStudyConfig:
         bp_max_iter: BP iteration cap per solve.
         table_distance: ``d`` reported in the summary table (must be in ``distances``).
         table_sigma: ``σ`` reported in the summary table (must be in ``sigmas``).
+        mc_restarts: The first this many restarts of every algorithm also get the
+            BP–Monte Carlo check of ``φ(γ)`` at every BP point (``bp_mc`` in their row).
+        mc_samples: Monte Carlo samples per point of that check.
         quick: Whether this is the reduced ``--quick`` configuration.
     """
 
@@ -91,6 +98,8 @@ class CommitteeStudyConfig:
     seed: int = 0
     max_epochs: int = 1000
     unit_norm: str = "one"
+    loss_reduction: str = "mean"
+    schedule_clock: str = "epoch"
     overrides: tuple[tuple[str, str, Any], ...] = ()
     balanced: bool = True
     n_train: int = 500
@@ -100,6 +109,8 @@ class CommitteeStudyConfig:
     bp_max_iter: int = 2000
     table_distance: float = 0.1
     table_sigma: float = 0.5
+    mc_restarts: int = 5
+    mc_samples: int = 4000
     quick: bool = False
 
     def __post_init__(self) -> None:
@@ -110,10 +121,13 @@ class CommitteeStudyConfig:
                 raise ValueError(f"Unknown algorithm {a!r} (choose from {', '.join(ALGORITHMS)})")
         if len(set(self.algorithms)) != len(self.algorithms):
             raise ValueError(f"Invalid algorithms: duplicates in {list(self.algorithms)}")
-        for name in ("restarts", "max_epochs", "n_train", "draws", "bp_max_iter"):
+        for name in ("restarts", "max_epochs", "n_train", "draws", "bp_max_iter", "mc_samples"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"Invalid {name}: {v!r} (must be an int >= 1)")
+        v = self.mc_restarts
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"Invalid mc_restarts: {v!r} (must be an int >= 0)")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"Invalid seed: {self.seed!r} (must be an int >= 0)")
         if self.data not in ("fashion", "teacher"):
@@ -150,8 +164,12 @@ class CommitteeStudyConfig:
         return committee_preset(algorithm, self.overrides_for(algorithm))
 
     def overrides_for(self, algorithm: str) -> dict[str, Any]:
-        """``unit_norm`` plus this algorithm's overrides (later ones win)."""
-        out: dict[str, Any] = {"unit_norm": self.unit_norm}
+        """The three conventions plus this algorithm's overrides (later ones win)."""
+        out: dict[str, Any] = {
+            "unit_norm": self.unit_norm,
+            "loss_reduction": self.loss_reduction,
+            "schedule_clock": self.schedule_clock,
+        }
         out.update({f: v for a, f, v in self.overrides if a == algorithm})
         return out
 
@@ -188,6 +206,8 @@ def quick_study_config(**changes: Any) -> CommitteeStudyConfig:
         sigmas=(0.0, 0.25, 0.5, 1.0),
         draws=20,
         bp_max_iter=500,
+        mc_restarts=1,
+        mc_samples=500,
         quick=True,
     )
     base.update(changes)
@@ -213,8 +233,8 @@ def check_study_folder(out_dir: str | os.PathLike, *, overwrite: bool = False) -
         raise ValueError(f"output folder {out} exists and is not a folder")
     if not overwrite and (out / "results.json").exists():
         raise ValueError(
-            f"{out} already holds a study (results.json); pass --overwrite to replace it "
-            "or choose another --out"
+            f"{out} already holds a study (results.json); pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
         )
 
 
@@ -229,26 +249,40 @@ def run_committee_study(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     overwrite: bool = False,
+    resume: bool = False,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Run the study of ``cfg`` and write ``out_dir/results.json``; returns the same dict.
 
     ``results.json`` (schema :data:`SCHEMA`) holds ``config`` (resolved, with every
-    algorithm's hyper-parameters), ``data``, ``versions``, ``seed``, ``threads``,
-    ``started``/``finished``, ``wall_clock_s``, ``complete`` (false while running), ``units``,
-    and ``algorithms[name]`` with ``restarts`` (one dict per restart: ``train_error``,
-    ``test_error``, ``test_error_balanced``, ``train_loss``, ``epochs``, ``steps``,
-    ``stop_reason``, ``local_entropy`` (``distance``, ``phi_le``, ``converged``,
-    ``failures``, ``lower_bound``, ...), ``local_energy`` (``sigma``, ``mean``, ``sem``)),
-    ``summary`` (mean ± std over restarts) and stage wall times. NaN is written as ``null``.
+    algorithm's hyper-parameters), ``data``, ``versions``, ``seed``, ``threads``, ``jobs``,
+    ``started``/``finished``, ``wall_clock_s``, ``complete`` (false while running),
+    ``progress`` (pieces done), ``units``, and ``algorithms[name]`` (written as soon as all
+    of an algorithm's restarts are measured) with ``restarts`` (one dict per restart:
+    ``train_error``, ``test_error``, ``test_error_balanced``, ``train_loss``, ``epochs``,
+    ``steps``, ``stop_reason``, ``local_entropy`` (``distance``, ``phi_le``, ``gamma``,
+    ``phi``, ``converged``, ``failures``, ``lower_bound``, ...), ``local_energy`` (``sigma``,
+    ``mean``, ``sem``), ``bp_mc`` (the BP–Monte Carlo check, first ``cfg.mc_restarts``
+    restarts)), ``summary`` (mean ± std over restarts) and stage wall times. NaN is written
+    as ``null``.
+
+    Every finished piece of work (a chunk of trained restarts, a measured restart) is saved
+    at once under ``out_dir/parts`` (:mod:`~wideflat.experiments.committee._parts`); with
+    ``resume`` a study cut short continues from them, without redoing finished restarts, and
+    gives the numbers an uninterrupted run gives.
 
     Args:
         cfg: The study configuration.
         out_dir: Output folder (created if missing). One that already holds a
-            ``results.json`` is refused (``ValueError``) unless ``overwrite``.
+            ``results.json`` is refused (``ValueError``) unless ``overwrite`` or ``resume``.
         data_root: Fashion-MNIST folder (default: the reader's search order).
-        progress: Show progress bars (training per algorithm, then flatness per algorithm).
-        log: Receives one line per notable event (BP failures, stage done); default: stderr.
-        overwrite: Replace the results of an earlier study in ``out_dir``.
+        progress: Show a progress bar over the pieces of work, with an ETA.
+        log: Receives one line per notable event (BP failures, algorithm done); default:
+            stderr.
+        overwrite: Replace the results of an earlier study in ``out_dir`` (and its parts).
+        resume: Continue the study in ``out_dir`` (its configuration must equal ``cfg``;
+            the differing fields are named otherwise). Without a study there, start one.
+        jobs: Worker processes (each with one torch thread); 1 runs everything here.
 
     Returns:
         The results dict (NaN kept as ``float('nan')``).
@@ -256,7 +290,7 @@ def run_committee_study(
     Example:
         >>> import tempfile
         >>> cfg = quick_study_config(data="teacher", algorithms=("sgd-fast",), restarts=1,
-        ...                          max_epochs=2, draws=2, n_train=100)
+        ...                          max_epochs=2, draws=2, n_train=100, mc_restarts=0)
         >>> res = run_committee_study(cfg, tempfile.mkdtemp(), progress=False, log=lambda s: None)
         >>> res["complete"], len(res["algorithms"]["sgd-fast"]["restarts"])
         (True, 1)
@@ -266,27 +300,57 @@ def run_committee_study(
         def log(line: str) -> None:
             print(line, file=sys.stderr, flush=True)
 
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"Invalid jobs: {jobs!r} (must be an int >= 1)")
     out = Path(out_dir)
-    check_study_folder(out, overwrite=overwrite)
-    out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
+    parts = _parts.Parts(out)
+    previous = _previous_study(path, cfg) if resume else None
+    if previous is None:
+        check_study_folder(out, overwrite=overwrite or resume)
+        parts.clear()
+    out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    data = _load_data(cfg, data_root)
+    data = _parts.load_study_data(cfg, data_root)
     results = _new_results(cfg, data)
+    results["jobs"] = jobs
+    if previous is not None:
+        results["started"] = previous["started"]
+        results["resumed"] = [*previous.get("resumed", []), _now()]
+        log(f"resuming the study in {out}")
     write_json_atomic(path, results)
-    for alg in cfg.algorithms:
-        block = _run_algorithm(alg, cfg, data, progress, log)
-        results["algorithms"][alg] = block
-        results["wall_clock_s"] = time.perf_counter() - t_start
-        write_json_atomic(path, results)
-        if block["summary"]["bp_nonconverged_points"]:
-            points = block["summary"]["bp_nonconverged_points"]
-            log(f"{alg}: {points} BP points did not converge (NaN)")
+    Runner(cfg, parts, results, path, data_root, jobs, progress, log, t_start).run()
     results["wall_clock_s"] = time.perf_counter() - t_start
-    results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results["finished"] = _now()
     results["complete"] = True
     write_json_atomic(path, results)
     return results
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _previous_study(path: Path, cfg: CommitteeStudyConfig) -> dict[str, Any] | None:
+    """The ``results.json`` a resumed study continues (``None``: there is none); refused
+    (``ValueError`` naming the fields) when its configuration is not ``cfg``'s."""
+    if not path.exists():
+        return None
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot resume from {path}: unreadable ({exc})") from None
+    if old.get("schema") != SCHEMA:
+        raise ValueError(f"cannot resume from {path}: not a {SCHEMA} results file")
+    new = json.loads(json.dumps(json_ready(cfg.to_dict())))
+    differ = sorted(k for k in set(new) | set(old.get("config", {}))
+                    if new.get(k) != old["config"].get(k))  # fmt: skip
+    if differ:
+        raise ValueError(
+            f"cannot resume the study in {path.parent}: its configuration differs in "
+            f"{', '.join(differ)} (use the same options, or --overwrite to start again)"
+        )
+    return old
 
 
 def _new_results(cfg: CommitteeStudyConfig, data) -> dict[str, Any]:
@@ -299,7 +363,7 @@ def _new_results(cfg: CommitteeStudyConfig, data) -> dict[str, Any]:
         "device": "cpu",
         "threads": torch.get_num_threads(),
         "seed": cfg.seed,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": _now(),
         "finished": None,
         "wall_clock_s": None,
         "complete": False,
@@ -308,74 +372,10 @@ def _new_results(cfg: CommitteeStudyConfig, data) -> dict[str, Any]:
             "phi_le": "per weight (divide by N K), natural log; x K for the 1/N normalization",
             "delta_e": "training-error fraction increase; sem = std over draws / sqrt(draws)",
             "errors": "fractions; test_error_balanced = mean of the two per-class error rates",
+            "bp_mc": "phi(gamma) per weight, BP vs Monte Carlo; z = gap / MC standard error",
         },
         "algorithms": {},
     }
-
-
-def _run_algorithm(
-    alg: str, cfg: CommitteeStudyConfig, data, progress: bool, log: Callable[[str], None]
-) -> dict[str, Any]:
-    """Train ``alg``'s restarts, then measure each solution; its block of ``results.json``."""
-    hp = cfg.hparams(alg)
-    tr = train_committee(
-        alg,
-        data.X_train,
-        data.y_train,
-        restarts=cfg.restarts,
-        seed=cfg.seed,
-        max_epochs=cfg.max_epochs,
-        X_test=data.X_test,
-        y_test=data.y_test,
-        progress=progress,
-        overrides=cfg.overrides_for(alg),
-    )
-    t_flat = time.perf_counter()
-    bal = _measure.balanced_error(tr.weights, data.X_test, data.y_test)
-    per_restart: list[dict] = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.restarts, desc=f"{alg} flatness", unit="net")
-    for r in range(cfg.restarts):
-        gen = _measure.flatness_generator(cfg.seed, ALGORITHMS.index(alg), r)
-        le, en = _measure.measure_restart(tr.weights[r], data, cfg, gen)
-        for line in le["failures"]:
-            log(f"BP warning: {alg} restart {r}: {line}")
-        per_restart.append(
-            {
-                "restart": r,
-                "train_error": float(tr.train_error[r]),
-                "test_error": float(tr.test_error[r]),
-                "test_error_balanced": float(bal[r]),
-                "train_loss": float(tr.train_loss[r]),
-                "epochs": float(tr.epochs[r]),
-                "steps": int(tr.steps[r]),
-                "stop_reason": tr.stop_reason[r],
-                "local_entropy": le,
-                "local_energy": en,
-            }
-        )
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    return {
-        "hparams": dataclasses.asdict(hp),
-        "train_wall_s": tr.wall_time,
-        "flatness_wall_s": time.perf_counter() - t_flat,
-        "restarts": per_restart,
-        "summary": _measure.summarize(per_restart, cfg),
-    }
-
-
-def _load_data(cfg: CommitteeStudyConfig, root: str | os.PathLike | None):
-    from wideflat.data import fashion_committee, teacher_committee
-
-    if cfg.data == "fashion":
-        return fashion_committee(root, n_train=cfg.n_train, seed=cfg.seed, balanced=cfg.balanced)
-    return teacher_committee(cfg.n_train, seed=cfg.seed)
 
 
 def _data_info(data) -> dict[str, Any]:

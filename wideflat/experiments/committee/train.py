@@ -226,6 +226,7 @@ def train_committee(
     progress: bool = True,
     overrides: Mapping[str, Any] | None = None,
     num_hidden: int = 9,
+    first_restart: int = 0,
 ) -> CommitteeTrainResult:
     """Train ``restarts`` committee machines with one algorithm of appendix B.1, batched.
 
@@ -247,6 +248,9 @@ def train_committee(
         progress: Show a tqdm bar (epochs; postfix: active restarts, mean train error).
         overrides: Hyper-parameters replacing the preset's (see :func:`committee_preset`).
         num_hidden: ``K``, odd (the paper: 9).
+        first_restart: Index of the first restart: the networks trained are restarts
+            ``first_restart, ..., first_restart + restarts − 1``, each the same network as in
+            a run of all restarts at once (a study trains its restarts in resumable chunks).
 
     Returns:
         A frozen :class:`CommitteeTrainResult`.
@@ -267,9 +271,13 @@ def train_committee(
         )
     hp = committee_preset(algorithm, overrides)
     _check_arguments(hp, X, y, X_test, y_test, restarts, seed, max_epochs, num_hidden)
+    if isinstance(first_restart, bool) or not isinstance(first_restart, int) or first_restart < 0:
+        raise ValueError(f"Invalid first_restart: {first_restart!r} (must be an int >= 0)")
     X, y, X_test, y_test = _as_training_tensors(X, y, X_test, y_test)
     steps_per_epoch = X.shape[0] // hp.batch_size
-    pop = _initial_population(hp, seed, restarts, num_hidden, X)
+    pop = _initial_population(
+        hp, seed, range(first_restart, first_restart + restarts), num_hidden, X
+    )
     out = _Outcome(restarts, num_hidden, X)
     bar = None
     if progress:
@@ -281,8 +289,8 @@ def train_committee(
     while pop.ids.numel() > 0:
         steps_done, unstable, mu = _train_round(pop, X, y, hp, steps_done, steps_per_epoch)
         epochs_done = steps_done / steps_per_epoch
-        sched_epoch = max(steps_done - 1, 0) // steps_per_epoch
-        verdict = _evaluate(pop, X, y, hp, mu, sched_epoch)
+        t_last = hp.clock(max(steps_done - 1, 0), steps_per_epoch)
+        verdict = _evaluate(pop, X, y, hp, mu, t_last)
         capped = epochs_done >= max_epochs
         out.stop(pop, verdict, _RULE_REASON[algorithm], epochs_done, steps_done, capped, unstable)
         if bar is not None:
@@ -324,13 +332,14 @@ def _train_round(
     """One epoch (SGD, rSGD) or one outer iteration (eSGD) of every active restart, unless
     the coupling step has become unstable; returns ``(steps_done, unstable, μ or None)``."""
     if hp.kind == "esgd":
-        t_last = (steps_done + hp.inner_steps - 1) // steps_per_epoch
+        t_last = hp.clock(steps_done + hp.inner_steps - 1, steps_per_epoch)
         if hp.inner_lr * hp.gamma(t_last) >= 2.0:
             return steps_done, True, None
         mu = _batched.esgd_outer(pop, X, y, hp, steps_done)
         return steps_done + hp.inner_steps, False, mu
     epoch = steps_done // steps_per_epoch
-    if hp.kind == "rsgd" and hp.lr * hp.coupling_every * hp.gamma(epoch) >= 2.0:
+    t_last = hp.clock(steps_done + steps_per_epoch - 1, steps_per_epoch)
+    if hp.kind == "rsgd" and hp.lr * hp.coupling_every * hp.gamma(t_last) >= 2.0:
         return steps_done, True, None
     _batched.sgd_epoch(pop, X, y, hp, epoch, steps_done)
     return steps_done + steps_per_epoch, False, None
@@ -352,7 +361,7 @@ def _evaluate(
     y: Tensor,
     hp: CommitteeHyperParams,
     mu: Tensor | None,
-    sched_epoch: int,
+    t_last: int,
 ) -> _Verdict:
     """Evaluate the output network of every active restart and its stopping rule."""
     w = pop.w
@@ -366,7 +375,7 @@ def _evaluate(
         net = w[:, 0]
         if mu is not None:  # eSGD after an outer iteration
             dist = _batched.distance(w, mu)[:, 0] / scale
-    err, loss = _batched.errors_and_loss(net, X, y, hp.beta(sched_epoch), hp.omega(sched_epoch))
+    err, loss = _batched.errors_and_loss(net, X, y, hp.beta(t_last), hp.omega(t_last))
     finite = torch.isfinite(w).flatten(1).all(dim=1)
     if hp.algorithm == "sgd-fast":
         rule = err == 0
@@ -424,15 +433,17 @@ class _Outcome:
 
 
 def _initial_population(
-    hp: CommitteeHyperParams, seed: int, restarts: int, num_hidden: int, X: Tensor
+    hp: CommitteeHyperParams, seed: int, restarts: range, num_hidden: int, X: Tensor
 ) -> _batched.Population:
-    """Restart ``r``'s ``y`` replicas drawn uniformly from its own generator, normalized."""
-    gens = [restart_generator(seed, r, X.device) for r in range(restarts)]
+    """Restart ``r``'s ``y`` replicas drawn uniformly from its own generator, normalized
+    (rows of the population: ``0 .. len(restarts) − 1``)."""
+    gens = [restart_generator(seed, r, X.device) for r in restarts]
     shape = (hp.y, num_hidden, X.shape[1])
     w0 = torch.stack(
         [torch.rand(shape, generator=g, dtype=X.dtype, device=X.device) * 2 - 1 for g in gens]
     )
-    return _batched.Population(normalize_units(w0), gens, torch.arange(restarts, device=X.device))
+    ids = torch.arange(len(restarts), device=X.device)
+    return _batched.Population(normalize_units(w0), gens, ids)
 
 
 def _as_training_tensors(X: Tensor, y: Tensor, X_test: Tensor | None, y_test: Tensor | None):
