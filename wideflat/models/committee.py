@@ -387,19 +387,26 @@ def committee_loss_and_grad(
 
 
 def _loss_and_grad_unchecked(
-    w: Tensor, X: Tensor, y: Tensor, beta: float, omega: float
+    w: Tensor, X: Tensor, y: Tensor, beta: float, omega: float, mask: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """:func:`committee_loss_and_grad` without input validation (for inner loops)."""
+    """:func:`committee_loss_and_grad` without input validation (for inner loops).
+
+    ``mask`` (``(..., M, K)``, optional): multiplies each hidden unit's output ``t_{μk}``
+    (dropout on the hidden layer: 0 or ``1/(1−p)``), in the loss and its gradient.
+    """
     k, n = w.shape[-2], w.shape[-1]
     m_patterns = X.shape[-2]
     h = torch.matmul(X, w.transpose(-1, -2)) / math.sqrt(n)  # (..., M, K)
     t = torch.tanh(beta * h)
-    margin = y * t.sum(dim=-1) / math.sqrt(k)  # (..., M)
+    votes = t if mask is None else t * mask
+    margin = y * votes.sum(dim=-1) / math.sqrt(k)  # (..., M)
     loss = F.softplus(-2.0 * omega * margin).mean(dim=-1) / (2.0 * omega)
     # dL/dh_{μk} = f'(m_μ)/M · y_μ · β/√K · (1 − t²), with f'(m) = −sigmoid(−2ω m);
     # then dL/dw_k = Σ_μ dL/dh_{μk} x^μ / √N.
     dm = torch.sigmoid(-2.0 * omega * margin) * y * (-beta / (m_patterns * math.sqrt(k)))
     dh = dm.unsqueeze(-1) * (1 - t * t)  # (..., M, K)
+    if mask is not None:
+        dh = dh * mask
     grad = torch.matmul(dh.transpose(-1, -2), X) / math.sqrt(n)  # (..., K, N)
     return loss, grad
 

@@ -55,18 +55,19 @@ def reference_train(algorithm, X, y, *, restarts, seed, max_epochs, k, overrides
     def norm(u):
         return torch.stack([row * (unit / row.norm()) for row in u])
 
-    def soft_loss(u, Xb, yb, beta, omega, sum_loss=False):
+    def soft_loss(u, Xb, yb, beta, omega, sum_loss=False, mask=None):
         h = Xb @ u.T / unit  # = w·x/√N in both coordinate systems
-        marg = yb * torch.tanh(beta * h).sum(1) / math.sqrt(k)
+        votes = torch.tanh(beta * h) * (1 if mask is None else mask)
+        marg = yb * votes.sum(1) / math.sqrt(k)
         per_pattern = -marg / 2 + torch.log(2 * torch.cosh(omega * marg)) / (2 * omega)
         return per_pattern.sum() if sum_loss else per_pattern.mean()
 
-    def batch_loss(u, Xb, yb, beta, omega):  # the minibatch loss of the convention
-        return soft_loss(u, Xb, yb, beta, omega, sum_loss=hp.loss_reduction == "sum")
+    def batch_loss(u, Xb, yb, beta, omega, mask=None):  # the minibatch loss of the convention
+        return soft_loss(u, Xb, yb, beta, omega, hp.loss_reduction == "sum", mask)
 
-    def grad(u, Xb, yb, beta, omega):
+    def grad(u, Xb, yb, beta, omega, mask=None):
         u = u.detach().clone().requires_grad_(True)
-        batch_loss(u, Xb, yb, beta, omega).backward()
+        batch_loss(u, Xb, yb, beta, omega, mask).backward()
         return u.grad
 
     def errors(u):
@@ -94,10 +95,14 @@ def reference_train(algorithm, X, y, *, restarts, seed, max_epochs, k, overrides
                     beta, omega, gamma = hp.beta(t), hp.omega(t), hp.gamma(t)
                     center = sum(reps) / len(reps)
                     steps += 1
+                    if hp.dropout:  # keep a hidden unit's vote with probability 1 − p
+                        keep = torch.rand((hp.y, b, k), generator=gen, dtype=F64) >= hp.dropout
+                        masks = keep.to(F64) / (1 - hp.dropout)
                     new = []
                     for a, u in enumerate(reps):
                         idx = perms[a][s * b : (s + 1) * b]
-                        g = grad(u, X[idx], y[idx], beta, omega)
+                        mask = masks[a] if hp.dropout else None
+                        g = grad(u, X[idx], y[idx], beta, omega, mask)
                         if kind == "rsgd" and steps % hp.coupling_every == 0:
                             g = g + hp.coupling_every * gamma * (u - center)
                         new.append(norm(u - hp.lr * g))
@@ -230,6 +235,11 @@ REFERENCE_CASES = {
             loss_reduction="sum",
             schedule_clock="step",
         ),
+    ),
+    "sgd-fast-dropout": ("sgd-fast", dict(lr=3.0, batch_size=20, dropout=0.3)),
+    "rsgd-dropout": (
+        "rsgd-fast",
+        dict(lr=1.0, batch_size=20, y=3, gamma0=0.05, gamma1=0.1, stop_distance=1e-3, dropout=0.2),
     ),
     "rsgd-unstable": (
         "rsgd-fast",
@@ -425,6 +435,11 @@ def test_trainer_bad_inputs():
         train_committee("sgd-fast", X, y, overrides={"lr": -1.0}, **kw)
     with pytest.raises(ValueError, match="Invalid y"):
         train_committee("sgd-fast", X, y, overrides={"y": 3}, **kw)
+    with pytest.raises(ValueError, match="only SGD and rSGD"):
+        train_committee("esgd", X, y, overrides={"dropout": 0.1}, **kw)
+    for bad in (1.0, -0.1, "0.2", True):
+        with pytest.raises(ValueError, match="Invalid dropout"):
+            train_committee("sgd-fast", X, y, overrides={"dropout": bad}, **kw)
     with pytest.raises(ValueError, match="Invalid unit_norm"):
         train_committee("esgd", X, y, overrides={"unit_norm": "two"}, **kw)
     with pytest.raises(ValueError, match="batch_size"):

@@ -61,12 +61,19 @@ def block_restarts(w: Tensor, batch_size: int) -> int:
 
 
 def minibatch_grad(
-    w: Tensor, X: Tensor, y: Tensor, idx: Tensor, beta: float, omega: float
+    w: Tensor,
+    X: Tensor,
+    y: Tensor,
+    idx: Tensor,
+    beta: float,
+    omega: float,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """Gradient of each network's minibatch loss: ``w`` ``(R, y, K, N)``, ``idx`` ``(R, y, B)``.
 
     The networks are independent; the restarts are processed in cache-sized blocks (one
-    block on GPUs), each block as one batched tensor program.
+    block on GPUs), each block as one batched tensor program. ``mask`` ``(R, y, B, K)``:
+    hidden-unit dropout (see :meth:`Population.dropout_mask`).
     """
     block = block_restarts(w, idx.shape[-1])
     grad = torch.empty_like(w) if block < w.shape[0] else None
@@ -75,7 +82,8 @@ def minibatch_grad(
         flat = idx[rows].reshape(-1)  # index_select is ~5x faster than X[idx] (CPU)
         Xb = X.index_select(0, flat).view(*idx[rows].shape, -1)  # (r, y, B, N)
         yb = y.index_select(0, flat).view(idx[rows].shape)  # (r, y, B)
-        _, g = _loss_and_grad_unchecked(w[rows], Xb, yb, beta, omega)
+        m = None if mask is None else mask[rows]
+        _, g = _loss_and_grad_unchecked(w[rows], Xb, yb, beta, omega, m)
         if grad is None:
             return g
         grad[rows] = g
@@ -118,6 +126,13 @@ class Population:
         ]
         return torch.stack(rows)
 
+    def dropout_mask(self, shape: tuple[int, ...], p: float) -> Tensor:
+        """Per restart, ``torch.rand(shape) >= p`` scaled by ``1/(1−p)``: ``(R_active, *shape)``."""
+        w = self.w
+        keep = [torch.rand(shape, generator=g, dtype=w.dtype, device=w.device) >= p
+                for g in self.gens]  # fmt: skip
+        return torch.stack(keep).to(w.dtype) / (1.0 - p)
+
     def randn(self, shape: tuple[int, ...]) -> Tensor:
         w = self.w
         return torch.stack(
@@ -141,7 +156,11 @@ def sgd_epoch(
     for s in range(steps):
         t = hp.clock(step0 + s, steps)
         beta, omega, gamma = hp.beta(t), hp.omega(t), hp.gamma(t)
-        grad = scale * minibatch_grad(w, X, y, perms[..., s * b : (s + 1) * b], beta, omega)
+        mask = None
+        if hp.dropout > 0:  # hidden-unit dropout, drawn after the epoch's permutations
+            mask = pop.dropout_mask((w.shape[1], b, w.shape[2]), hp.dropout)
+        idx = perms[..., s * b : (s + 1) * b]
+        grad = scale * minibatch_grad(w, X, y, idx, beta, omega, mask)
         if hp.kind == "rsgd" and (step0 + s + 1) % hp.coupling_every == 0:
             # Algorithm 2: w̄ from the weights before this step; K γ (w_a − w̄) is the
             # gradient of γ Σ_a d(w_a, w̄) scaled by the coupling period.

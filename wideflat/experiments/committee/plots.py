@@ -1,11 +1,11 @@
 """Fig. 1 of the paper from a committee study's ``results.json`` (reads the file only).
 
 Three panels, one colour per algorithm: the normalized local entropy ``Φ_LE`` against the
-distance ``d`` (BP), the local energy ``δE_train`` against ``σ``, and the distribution of the
-test errors over restarts. Curves are the mean over restarts with a band of ± one standard
-error of that mean; missing values (``null`` in the file: BP points that did not converge,
-empty algorithms) are skipped, never plotted as zeros. Drawn on the Agg canvas directly
-(``Figure`` + ``FigureCanvasAgg``: no pyplot, no global backend).
+distance ``d`` (BP), the local energy ``δE_train`` against ``σ``, and histograms of the test
+errors over restarts (the paper's layout). Curves are the mean over restarts with a band of ±
+one standard error of that mean; missing values (``null`` in the file: BP points that did not
+converge, empty algorithms) are skipped, never plotted as zeros. Drawn on the Agg canvas
+directly (``Figure`` + ``FigureCanvasAgg``: no pyplot, no global backend).
 """
 
 from __future__ import annotations
@@ -116,34 +116,45 @@ def _panel_curve(ax, results, section, xkey, ykey, colors) -> bool:
 
 
 def _panel_test_errors(ax, results, colors) -> None:
-    data, names = [], []
-    for i, (alg, block) in enumerate(results.get("algorithms", {}).items()):
+    """Histograms of the test errors over restarts (one outline per algorithm, shared bins),
+    each algorithm's mean marked on the axis, as in the paper's right panels."""
+    data = []
+    for alg, block in results.get("algorithms", {}).items():
         vals = [_num(r.get("test_error")) for r in _restarts(block)]
-        vals = [v for v in vals if math.isfinite(v)]
-        names.append(_LABELS.get(alg, alg))
-        data.append(vals)
-        if vals:
-            jitter = np.random.default_rng(i).uniform(-0.12, 0.12, len(vals))
-            ax.plot(i + 1 + jitter, vals, ".", color=colors[i % len(colors)], alpha=0.6)
-    if any(data):
-        pos = [i + 1 for i, d in enumerate(data) if d]
-        ax.boxplot([d for d in data if d], positions=pos, widths=0.5, showfliers=False)
-    else:
+        data.append((alg, [v for v in vals if math.isfinite(v)]))
+    every = [v for _, vals in data for v in vals]
+    if not every:
         _no_data(ax)
-    if names:
-        ax.set_xticks(range(1, len(names) + 1), names, rotation=20)
-    ax.set_ylabel("test error")
-    ax.set_title("test error over restarts")
+    else:
+        lo, hi = min(every), max(every)
+        bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 21)
+        for i, (alg, vals) in enumerate(data):
+            if not vals:
+                continue
+            c = colors[i % len(colors)]
+            ax.hist(vals, bins=bins, histtype="step", lw=1.5, color=c,
+                    label=f"{_LABELS.get(alg, alg)} (mean {np.mean(vals):.3f})")  # fmt: skip
+            ax.axvline(float(np.mean(vals)), color=c, ls=":", lw=1)
+        ax.legend(fontsize=7)
+    ax.set_xlabel("test error")
+    ax.set_ylabel("restarts")
+    ax.set_title("test error over restarts (lower is better)")
 
 
-def plot_fig1(results: str | os.PathLike | Mapping[str, Any], out: str | os.PathLike) -> Path:
+def plot_fig1(
+    results: str | os.PathLike | Mapping[str, Any],
+    out: str | os.PathLike,
+    *,
+    title: str | None = None,
+) -> Path:
     """Draw the three panels of the paper's Fig. 1 and save them to ``out`` (atomically).
 
     Args:
         results: Path of a ``results.json`` written by
             :func:`~wideflat.experiments.committee.study.run_committee_study`, or its
-            parsed content.
+            parsed content. Each entry of ``algorithms`` is one curve (any name).
         out: Output image path (the format follows the suffix, e.g. ``.png``).
+        title: Figure title (default: data, restarts, and "QUICK RUN" for a quick study).
 
     Returns:
         ``Path(out)``.
@@ -166,18 +177,23 @@ def plot_fig1(results: str | os.PathLike | Mapping[str, Any], out: str | os.Path
     _panel_curve(axes[0], results, "local_entropy", "distance", "phi_le", colors)
     axes[0].set_xlabel("d (per weight)")
     axes[0].set_ylabel(r"$\Phi_{LE}$ (per weight)")
-    axes[0].set_title("local entropy (BP)")
+    axes[0].set_title("local entropy (BP): higher is flatter")
 
     _panel_curve(axes[1], results, "local_energy", "sigma", "mean", colors)
     axes[1].set_xlabel(r"$\sigma$")
     axes[1].set_ylabel(r"$\delta E_{train}$")
-    axes[1].set_title("local energy")
+    axes[1].set_title("local energy: lower is flatter")
 
     _panel_test_errors(axes[2], results, colors)
 
-    data_name = (results.get("data") or {}).get("name", "?")
-    n = (results.get("config") or {}).get("restarts", "?")
-    fig.suptitle(f"Committee machine, {data_name}, {n} restarts (mean ± s.e. over restarts)")
+    if title is None:
+        data_name = (results.get("data") or {}).get("name", "?")
+        cfg = results.get("config") or {}
+        title = (f"Committee machine, {data_name}, {cfg.get('restarts', '?')} restarts "
+                 "(mean ± s.e. over restarts)")  # fmt: skip
+        if cfg.get("quick"):
+            title = "QUICK RUN (a demonstration, not the paper's study): " + title
+    fig.suptitle(title)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format=out.suffix.lstrip(".") or "png", dpi=110)

@@ -76,6 +76,12 @@ class CommitteeHyperParams:
         schedule_clock: What ``t`` counts in the ``β(t)``, ``ω(t)``, ``γ(t)`` schedules:
             ``"epoch"`` (default, as appendix B.1 says) or ``"step"`` (minibatch steps; eSGD:
             inner steps), which makes every schedule ``M / B`` times faster.
+        dropout: ``p``, hidden-unit dropout during training (SGD and rSGD; 0: none, the
+            paper's Fig. 1): at every step each hidden unit's output, for each pattern of the
+            minibatch, is dropped with probability ``p`` and the kept ones are scaled by
+            ``1/(1−p)``; errors, losses and stopping rules use the whole network. The paper's
+            Fig. 6 trains SGD fast with dropout without saying where; on the committee
+            machine's one hidden layer this is the usual place.
     """
 
     algorithm: str
@@ -98,6 +104,7 @@ class CommitteeHyperParams:
     unit_norm: str = "sqrt-n"
     loss_reduction: str = "mean"
     schedule_clock: str = "epoch"
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -129,6 +136,11 @@ class CommitteeHyperParams:
             raise ValueError(
                 f"Invalid schedule_clock: {self.schedule_clock!r} (use 'epoch' or 'step')"
             )
+        d = self.dropout
+        if isinstance(d, bool) or not isinstance(d, int | float) or not 0.0 <= d < 1.0:
+            raise ValueError(f"Invalid dropout: {d!r} (must be a number in [0, 1))")
+        if d > 0 and self.kind == "esgd":
+            raise ValueError("Invalid dropout: only SGD and rSGD train with dropout here")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"Invalid alpha: {self.alpha!r} (must be in [0, 1])")
         if self.kind != "rsgd" and self.y != 1:

@@ -67,7 +67,8 @@ Randomness: restart ``r`` uses its own generator ``restart_generator(seed, r)``,
 ``r`` is the same network whether it is trained alone or with any number of other
 restarts. Draw order from that generator: the initial weights
 ``torch.rand((y, K, N)) * 2 − 1`` (one call, then per-unit normalization); then, for SGD and
-rSGD, at the start of every epoch one ``torch.randperm(M)`` per replica ``a = 0..y−1``; for
+rSGD, at the start of every epoch one ``torch.randperm(M)`` per replica ``a = 0..y−1`` and,
+with ``dropout > 0``, at every step one ``torch.rand((y, B, K))`` (the dropout mask); for
 eSGD, a ``torch.randperm(M)`` whenever the minibatch stream starts a new pass, and one
 ``torch.randn((1, K, N))`` after the gradient of every inner step (drawn even when ε = 0).
 A frozen restart draws nothing more.
