@@ -336,7 +336,10 @@ def _add_committee(sub) -> None:
     flags = [
         ("--algorithms", dict(nargs="+", help=f"subset of: {' '.join(ALGORITHMS)}")),
         ("--restarts", dict(type=int, help="restarts (default: 50 as in the paper; quick: 2)")),
-        ("--data", dict(default="fashion", help="fashion (Dress vs Coat) or teacher")),
+        ("--data", dict(choices=["fashion", "teacher", "auto"],
+                        help="fashion (Dress vs Coat), teacher (synthetic, no files) or auto "
+                             "(fashion when found, else teacher); default: fashion, quick: "
+                             "auto")),
         ("--data-root", dict(help="Fashion-MNIST folder (default: search)")),
         ("--seed", dict(type=seed, default=0, help="seed of data draw, training, flatness")),
         ("--out", dict(help="output folder (default: committee-results/DATA, or "
@@ -345,12 +348,12 @@ def _add_committee(sub) -> None:
                                                        "study in --out (refused otherwise)")),
         ("--quick", dict(action="store_true",
                          help="2 restarts, 40 epochs, coarse BP grid (minutes)")),
-        ("--max-epochs", dict(type=int, help="epoch cap (default: 1000; quick: 40)")),
+        ("--max-epochs", dict(type=int, help="epoch cap (default: 6000; quick: 40)")),
         ("--draws", dict(type=int, help="local-energy draws per sigma (default: 100; quick: 20)")),
         ("--unit-norm", dict(default="one", choices=["one", "sqrt-n"],
                              help="step-size convention: units of norm 1 or of norm sqrt(N)")),
-        ("--loss-reduction", dict(default="mean", choices=["mean", "sum"],
-                                  help="minibatch loss: mean or sum over its patterns")),
+        ("--loss-reduction", dict(default="sum", choices=["mean", "sum"],
+                                  help="minibatch loss: sum or mean over its patterns")),
         ("--schedule-clock", dict(default="epoch", choices=["epoch", "step"],
                                   help="what t counts in beta(t), omega(t), gamma(t)")),
         ("--mc-restarts", dict(type=int, help="restarts per algorithm that also get the "
@@ -392,13 +395,21 @@ def _run_committee(args: argparse.Namespace) -> int:
     from .experiments import committee as study
     from .experiments.committee.plots import plot_fig1
 
+    data = args.data or ("auto" if args.quick else "fashion")
+    if data == "auto":
+        from .data.fashion_mnist import locate_fashion_mnist
+
+        found = locate_fashion_mnist(args.data_root, split="test") is not None
+        data = "fashion" if found else "teacher"
+        print(f"--data auto: {'Fashion-MNIST found' if found else 'no Fashion-MNIST found'}, "
+              f"using {data} data")  # fmt: skip
     given = dict(algorithms=tuple(args.algorithms) if args.algorithms else None,
                  restarts=args.restarts, max_epochs=args.max_epochs, draws=args.draws,
                  mc_restarts=args.mc_restarts)  # fmt: skip
     kwargs = {k: v for k, v in given.items() if v is not None}
     try:
         cfg = (study.quick_study_config if args.quick else study.CommitteeStudyConfig)(
-            data=args.data, seed=args.seed, unit_norm=args.unit_norm, balanced=args.balanced,
+            data=data, seed=args.seed, unit_norm=args.unit_norm, balanced=args.balanced,
             loss_reduction=args.loss_reduction, schedule_clock=args.schedule_clock,
             overrides=_committee_overrides(args.set), **kwargs,
         )  # fmt: skip

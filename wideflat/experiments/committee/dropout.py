@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--unit-norm", default="one", choices=["one", "sqrt-n"])
-    p.add_argument("--loss-reduction", default="mean", choices=["mean", "sum"])
+    p.add_argument("--loss-reduction", default="sum", choices=["mean", "sum"])
     p.add_argument("--schedule-clock", default="epoch", choices=["epoch", "step"])
     p.add_argument("--mc-restarts", type=int, default=0)
     p.add_argument("--draws", type=int, default=100)

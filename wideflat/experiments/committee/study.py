@@ -96,9 +96,9 @@ class CommitteeStudyConfig:
     restarts: int = 50
     data: str = "fashion"
     seed: int = 0
-    max_epochs: int = 1000
+    max_epochs: int = 6000
     unit_norm: str = "one"
-    loss_reduction: str = "mean"
+    loss_reduction: str = "sum"
     schedule_clock: str = "epoch"
     overrides: tuple[tuple[str, str, Any], ...] = ()
     balanced: bool = True
