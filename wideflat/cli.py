@@ -335,7 +335,7 @@ def _add_committee(sub) -> None:
     )
     flags = [
         ("--algorithms", dict(nargs="+", help=f"subset of: {' '.join(ALGORITHMS)}")),
-        ("--restarts", dict(type=int, help="restarts (default: 50 as in the paper; quick: 2)")),
+        ("--restarts", dict(type=int, help="restarts (default: 50 as in the paper; quick: 6)")),
         ("--data", dict(choices=["fashion", "teacher", "auto"],
                         help="fashion (Dress vs Coat), teacher (synthetic, no files) or auto "
                              "(fashion when found, else teacher); default: fashion, quick: "
@@ -347,8 +347,9 @@ def _add_committee(sub) -> None:
         ("--overwrite", dict(action="store_true", help="replace the results of an earlier "
                                                        "study in --out (refused otherwise)")),
         ("--quick", dict(action="store_true",
-                         help="2 restarts, 40 epochs, coarse BP grid (minutes)")),
-        ("--max-epochs", dict(type=int, help="epoch cap (default: 6000; quick: 40)")),
+                         help="SGD fast vs rSGD fast/slow, 6 restarts, 150 epochs, coarse "
+                              "grids: the effect in about a minute")),
+        ("--max-epochs", dict(type=int, help="epoch cap (default: 6000; quick: 150)")),
         ("--draws", dict(type=int, help="local-energy draws per sigma (default: 100; quick: 20)")),
         ("--unit-norm", dict(default="one", choices=["one", "sqrt-n"],
                              help="step-size convention: units of norm 1 or of norm sqrt(N)")),
@@ -420,7 +421,7 @@ def _run_committee(args: argparse.Namespace) -> int:
         study.check_study_folder(out, overwrite=args.overwrite)
     if (reason := unwritable_reason(out)) is not None:
         raise ValueError(f"cannot write to --out {str(out)!r}: {reason}")
-    quick = " (quick: a smoke test, not a result)" if cfg.quick else ""
+    quick = " (QUICK RUN: a demonstration at a small budget)" if cfg.quick else ""
     print(f"wideflat committee: {', '.join(cfg.algorithms)} on {cfg.data} data, {cfg.restarts} "
           f"restarts, <= {cfg.max_epochs} epochs, conventions {cfg.unit_norm}/"
           f"{cfg.loss_reduction}/{cfg.schedule_clock}{quick}")  # fmt: skip
@@ -434,6 +435,8 @@ def _run_committee(args: argparse.Namespace) -> int:
         "Phi_LE and d per weight (n = N*K); Phi_LE is a lower bound where the solution has "
         "training errors (BP constrains only the patterns it classifies correctly)."
     )
+    if cfg.quick:
+        print(study.QUICK_READING)
     print(f"wall-clock {results['wall_clock_s']:.0f} s; wrote {out / 'results.json'} and {fig}")
     return 0
 

@@ -18,8 +18,8 @@ import torch
 from wideflat._io import write_json_atomic
 from wideflat.cli import main
 from wideflat.experiments.committee.plots import plot_fig1
-from wideflat.experiments.committee.presets import ALGORITHMS
 from wideflat.experiments.committee.study import (
+    QUICK_ALGORITHMS,
     SCHEMA,
     CommitteeStudyConfig,
     quick_study_config,
@@ -58,7 +58,7 @@ def test_quick_end_to_end_writes_results_figure_and_table(quick_run):
     assert set(res["versions"]) >= {"wideflat", "torch", "numpy", "python"}
     assert res["wall_clock_s"] > 0 and res["seed"] == 0
     cfg = res["config"]
-    assert list(res["algorithms"]) == list(ALGORITHMS)
+    assert list(res["algorithms"]) == list(QUICK_ALGORITHMS)
     for alg, block in res["algorithms"].items():
         assert cfg["hparams"][alg]["unit_norm"] == "one"
         rows = block["restarts"]
@@ -90,7 +90,38 @@ def test_quick_end_to_end_writes_results_figure_and_table(quick_run):
     lines = stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("algorithm"))
     assert "Phi_LE(d=0.1)" in lines[header] and "dE(s=0.5)" in lines[header]
-    assert [line.split()[0] for line in lines[header + 2 : header + 7]] == list(ALGORITHMS)
+    assert [line.split()[0] for line in lines[header + 2 : header + 5]] == list(QUICK_ALGORITHMS)
+    assert "How to read this quick run" in stdout and "QUICK RUN" in stdout
+
+
+def test_quick_run_shows_the_effect(quick_run):
+    """Issue 11 item 7: at the quick budget both rSGD variants are flatter (Φ_LE, δE) and
+    generalize better than SGD fast, by more than two standard errors of the difference."""
+    rc, out, _, stderr = quick_run
+    assert rc == 0, stderr
+    res = json.loads((out / "results.json").read_text())
+    cfg = res["config"]
+
+    def at(alg, section, key, value, field):
+        i = cfg[key].index(value)
+        vals = [r[section][field][i] for r in res["algorithms"][alg]["restarts"]]
+        return statistics.fmean(vals), statistics.stdev(vals) / math.sqrt(len(vals))
+
+    def test_err(alg):
+        vals = [r["test_error"] for r in res["algorithms"][alg]["restarts"]]
+        return statistics.fmean(vals), statistics.stdev(vals) / math.sqrt(len(vals))
+
+    def clearly(a, b):  # a < b by more than two standard errors of the difference
+        return b[0] - a[0] > 2 * math.hypot(a[1], b[1])
+
+    sgd = "sgd-fast"
+    for alg in ("rsgd-fast", "rsgd-slow"):
+        phi = at(alg, "local_entropy", "distances", cfg["table_distance"], "phi_le")
+        phi_sgd = at(sgd, "local_entropy", "distances", cfg["table_distance"], "phi_le")
+        assert clearly((-phi[0], phi[1]), (-phi_sgd[0], phi_sgd[1])), (alg, phi, phi_sgd)
+        de = at(alg, "local_energy", "sigmas", cfg["table_sigma"], "mean")
+        assert clearly(de, at(sgd, "local_energy", "sigmas", cfg["table_sigma"], "mean"))
+        assert clearly(test_err(alg), test_err(sgd)), (alg, test_err(alg), test_err(sgd))
     assert not list(out.glob(".*tmp*")), "temporary files left behind"
 
 

@@ -19,6 +19,8 @@ from .presets import (
     list_committee_algorithms,
 )
 from .study import (
+    QUICK_ALGORITHMS,
+    QUICK_READING,
     SCHEMA,
     CommitteeStudyConfig,
     check_study_folder,
@@ -32,6 +34,8 @@ from .train import STOP_REASONS, CommitteeTrainResult, restart_generator, train_
 __all__ = [
     "ALGORITHMS",
     "COMMITTEE_PRESETS",
+    "QUICK_ALGORITHMS",
+    "QUICK_READING",
     "SCHEMA",
     "STOP_REASONS",
     "CommitteeHyperParams",
