@@ -235,3 +235,23 @@ def test_a_folder_with_results_is_refused_unless_overwrite(tmp_path):
         run_committee_study(cfg, tmp_path, progress=False, log=lambda s: None)
     assert json.loads((tmp_path / "results.json").read_text()) == {"keep": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_cli_resume_continues_and_refuses_other_options(tmp_path, capsys):
+    base = ["committee", "--quick", "--data", "teacher", "--algorithms", "sgd-fast",
+            "--restarts", "1", "--max-epochs", "2", "--mc-restarts", "0", "--no-progress",
+            "--out", str(tmp_path)]  # fmt: skip
+    assert main(base) == 0
+    first = json.loads((tmp_path / "results.json").read_text())
+    assert first["config"]["loss_reduction"] == "sum" and first["config"]["unit_norm"] == "one"
+    capsys.readouterr()
+    assert main([*base, "--resume"]) == 0
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["resumed"] and again["algorithms"] == first["algorithms"]
+    capsys.readouterr()
+    rc = main([*base, "--resume", "--schedule-clock", "step"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "differs in schedule_clock" in err
+    rc = main([*base, "--jobs", "0", "--overwrite"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "Invalid jobs: 0" in err

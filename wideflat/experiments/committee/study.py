@@ -369,6 +369,8 @@ def _previous_study(path: Path, cfg: CommitteeStudyConfig) -> dict[str, Any] | N
     new = json.loads(json.dumps(json_ready(cfg.to_dict())))
     differ = sorted(k for k in set(new) | set(old.get("config", {}))
                     if new.get(k) != old["config"].get(k))  # fmt: skip
+    if len(differ) > 1 and "hparams" in differ:  # derived from the others: name the cause
+        differ.remove("hparams")
     if differ:
         raise ValueError(
             f"cannot resume the study in {path.parent}: its configuration differs in "
