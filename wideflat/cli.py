@@ -435,6 +435,9 @@ def _run_committee(args: argparse.Namespace) -> int:
         "Phi_LE and d per weight (n = N*K); Phi_LE is a lower bound where the solution has "
         "training errors (BP constrains only the patterns it classifies correctly)."
     )
+    if cfg.mc_restarts:
+        print("BP against Monte Carlo (first restarts; flagged: off by > 2 MC standard errors):")
+        print(study.format_bp_mc_table(results))
     if cfg.quick:
         print(study.QUICK_READING)
     print(f"wall-clock {results['wall_clock_s']:.0f} s; wrote {out / 'results.json'} and {fig}")

@@ -92,6 +92,7 @@ def test_quick_end_to_end_writes_results_figure_and_table(quick_run):
     assert "Phi_LE(d=0.1)" in lines[header] and "dE(s=0.5)" in lines[header]
     assert [line.split()[0] for line in lines[header + 2 : header + 5]] == list(QUICK_ALGORITHMS)
     assert "How to read this quick run" in stdout and "QUICK RUN" in stdout
+    assert "BP against Monte Carlo" in stdout and "flagged" in stdout
 
 
 def test_quick_run_shows_the_effect(quick_run):

@@ -50,6 +50,7 @@ __all__ = [
     "CommitteeStudyConfig",
     "check_study_folder",
     "default_study_folder",
+    "format_bp_mc_table",
     "format_study_table",
     "QUICK_ALGORITHMS",
     "QUICK_READING",
@@ -472,4 +473,29 @@ def format_study_table(results: Mapping[str, Any]) -> str:
             f"{_pm(s.get('epochs', {}), '.0f'):>14}  {stops}"
             + (f" [{'; '.join(extra)}]" if extra else "")
         )
+    return "\n".join(lines)
+
+
+def format_bp_mc_table(results: Mapping[str, Any]) -> str:
+    """BP against Monte Carlo per algorithm and distance: checked / resolved / flagged points
+    and the mean gap ``φ_BP − φ_MC`` (per weight) over the checked restarts.
+
+    A point is *flagged* when BP is off by more than two Monte Carlo standard errors;
+    *unresolved* when no Monte Carlo sample was accepted and BP is below the 95 % bound.
+
+    Example:
+        >>> print(format_bp_mc_table({"config": {"distances": [0.1]}, "algorithms": {}}))
+        algorithm  d        checked  resolved  flagged  mean gap (phi_BP - phi_MC)
+    """
+    grid = (results.get("config") or {}).get("distances", [])
+    lines = [f"{'algorithm':<10} {'d':<8} {'checked':>7} {'resolved':>9} {'flagged':>8}  "
+             "mean gap (phi_BP - phi_MC)"]  # fmt: skip
+    for alg, block in results.get("algorithms", {}).items():
+        mc = (block.get("summary") or {}).get("bp_mc") or {}
+        for p in mc.get("per_point", []):
+            d = grid[p["index"]] if p["index"] < len(grid) else math.nan
+            gap = p["gap"]
+            text = "n/a" if not gap.get("n") else f"{gap['mean']:+.2e} (n={gap['n']})"
+            lines.append(f"{alg:<10} {d:<8g} {p['checked']:>7} {p['resolved']:>9} "
+                         f"{p['flagged']:>8}  {text}")  # fmt: skip
     return "\n".join(lines)
