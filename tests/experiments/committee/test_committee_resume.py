@@ -150,3 +150,27 @@ def test_bp_mc_check_is_recorded_for_the_first_restarts(uninterrupted):
         for p in pts:
             assert p["phi_bp"] == le["phi"][p["index"]]
         assert block["summary"]["bp_mc"]["restarts_checked"] == 1
+
+
+def test_bp_mc_gap_flags_a_bp_value_off_by_more_than_the_mc_error():
+    from wideflat.data import teacher_committee
+    from wideflat.experiments.committee._measure import MC_FLAG_Z, bp_mc_gap
+    from wideflat.flatness.monte_carlo import committee_gaussian_mc
+
+    data = teacher_committee(8, 10, n_features=21, k=3, seed=2)
+    w = torch.as_tensor(data.metadata["teacher"]).double()
+    gammas = [40.0, 10.0]
+    mc = committee_gaussian_mc(w, data.X_train.double(), data.y_train.double(), gammas,
+                               samples=2000, seed=5)  # fmt: skip
+    assert all(a > 0 for a in mc.accepted)
+    # BP values: the first equal to the Monte Carlo estimate, the second 10 s.e. below it
+    phi = [mc.phi[0], mc.phi[1] - 10 * mc.phi_se[1]]
+    le = {"gamma": gammas, "phi": phi, "distance": [0.01, 0.05]}
+    out = bp_mc_gap(w.float(), data, le, samples=2000, seed=5)  # same draws as above
+    p0, p1 = out["points"]
+    assert p0["gap"] == pytest.approx(0.0, abs=1e-15) and not p0["flagged"] and p0["resolved"]
+    assert p1["z"] == pytest.approx(-10.0, rel=1e-9) and p1["flagged"] and abs(p1["z"]) > MC_FLAG_Z
+    # a NaN BP point is skipped, keeping the grid index of the others
+    le = {"gamma": [None, 10.0], "phi": [None, phi[1]], "distance": [0.01, 0.05]}
+    (only,) = bp_mc_gap(w.float(), data, le, samples=500, seed=5)["points"]
+    assert only["index"] == 1 and only["distance"] == 0.05
