@@ -174,3 +174,27 @@ def test_bp_mc_gap_flags_a_bp_value_off_by_more_than_the_mc_error():
     le = {"gamma": [None, 10.0], "phi": [None, phi[1]], "distance": [0.01, 0.05]}
     (only,) = bp_mc_gap(w.float(), data, le, samples=500, seed=5)["points"]
     assert only["index"] == 1 and only["distance"] == 0.05
+
+
+def test_a_crash_while_training_keeps_every_piece_finished_before_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(_parts, "CHUNK", 2)
+    calls = []
+    real_train = _parts.train_chunk
+    crash = [True]
+
+    def train(cfg, alg, start, stop, root):
+        if (alg, start) == ("esgd", 2) and crash[0]:
+            raise Crash("killed while training")
+        calls.append((alg, start))
+        return real_train(cfg, alg, start, stop, root)
+
+    monkeypatch.setattr(_parts, "train_chunk", train)
+    with pytest.raises(Crash):
+        run_committee_study(small_cfg(), tmp_path, progress=False, log=lambda s: None)
+    saved = sorted(p.name for p in (tmp_path / "parts" / "esgd").iterdir())
+    assert saved == ["restart-0000.json", "restart-0001.json", "train-0000-0002.pt"]
+    crash[0] = False
+    calls.clear()
+    res = run_committee_study(small_cfg(), tmp_path, progress=False, log=lambda s: None,
+                              resume=True)  # fmt: skip
+    assert calls == [("esgd", 2)] and res["complete"]

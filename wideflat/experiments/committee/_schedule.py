@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 
@@ -57,44 +58,62 @@ class Runner:
             self._maybe_finish(alg)
         pool = _pool(self.jobs)
         bar = _bar(total, self.progress)
+        # Tasks are submitted a few at a time (one at a time here, with jobs=1), so that each
+        # finished piece is saved before the next starts; measurements go first.
+        queue: deque[tuple[str, str, int, int]] = deque(
+            [("train", a, s, e) for a, s, e in todo_train]
+            + [("measure", a, r, r + 1) for a, r in todo_measure]
+        )
+        capacity = 1 if self.jobs == 1 else 2 * self.jobs
+        pending: dict[Future, tuple[str, str, int, int]] = {}
         try:
-            pending = {
-                pool.submit(_parts.train_chunk, cfg, a, s, e, self.data_root): ("train", a, s, e)
-                for a, s, e in todo_train
-            }
-            for alg, r in todo_measure:
-                pending[self._submit_measure(pool, alg, r)] = ("measure", alg, r, r + 1)
-            while pending:
+            while queue or pending:
+                while queue and len(pending) < capacity:
+                    task = queue.popleft()
+                    pending[self._submit(pool, task)] = task
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 failed = [f for f in finished if f.exception() is not None]
                 for fut in finished:  # save every finished piece before raising a failure
                     kind, alg, start, stop = pending.pop(fut)
                     if fut in failed:
                         continue
-                    value = fut.result()
-                    if kind == "train":
-                        self.parts.save_train(alg, start, stop, value)
-                        self._add_trained(alg, start, value)
-                        for r in range(start, stop):
-                            pending[self._submit_measure(pool, alg, r)] = ("measure", alg, r, r + 1)
-                    else:
-                        self.parts.save_measure(alg, start, value)
-                        self.rows[alg][start] = value
-                        for line in value["local_entropy"]["failures"]:
-                            self.log(f"BP warning: {alg} restart {start}: {line}")
-                        self._maybe_finish(alg)
+                    self._record(kind, alg, start, stop, fut.result(), queue)
                     if bar is not None:
                         bar.update(stop - start if kind == "train" else 1)
                         bar.set_postfix_str(f"{kind} {alg}", refresh=False)
-                    self.results["progress"]["done"] += stop - start if kind == "train" else 1
-                    self.results["wall_clock_s"] = time.perf_counter() - self.t_start
-                    write_json_atomic(self.path, self.results)
                 if failed:
                     raise failed[0].exception()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)  # what finished is saved already
+            raise
+        else:
+            pool.shutdown(wait=True)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
             if bar is not None:
                 bar.close()
+
+    def _submit(self, pool, task: tuple[str, str, int, int]) -> Future:
+        kind, alg, start, stop = task
+        if kind == "train":
+            return pool.submit(_parts.train_chunk, self.cfg, alg, start, stop, self.data_root)
+        w, info = self.trained[alg][start]
+        return pool.submit(_parts.measure_one, self.cfg, alg, start, w, info, self.data_root)
+
+    def _record(self, kind: str, alg: str, start: int, stop: int, value, queue: deque) -> None:
+        """Save a finished piece, queue what it enables, rewrite ``results.json``."""
+        if kind == "train":
+            self.parts.save_train(alg, start, stop, value)
+            self._add_trained(alg, start, value)
+            queue.extendleft(("measure", alg, r, r + 1) for r in reversed(range(start, stop)))
+        else:
+            self.parts.save_measure(alg, start, value)
+            self.rows[alg][start] = value
+            for line in value["local_entropy"]["failures"]:
+                self.log(f"BP warning: {alg} restart {start}: {line}")
+            self._maybe_finish(alg)
+        self.results["progress"]["done"] += stop - start if kind == "train" else 1
+        self.results["wall_clock_s"] = time.perf_counter() - self.t_start
+        write_json_atomic(self.path, self.results)
 
     def _progress_total(self, total: int, n_train: int, n_measure: int) -> None:
         self.results["progress"] = {
@@ -117,10 +136,6 @@ class Runner:
         self.results.setdefault("train_wall_s", {})
         walls = self.results["train_wall_s"]
         walls[alg] = walls.get(alg, 0.0) + float(piece["wall_time"])
-
-    def _submit_measure(self, pool, alg: str, r: int):
-        w, info = self.trained[alg][r]
-        return pool.submit(_parts.measure_one, self.cfg, alg, r, w, info, self.data_root)
 
     def _maybe_finish(self, alg: str) -> None:
         """Write ``alg``'s block once every restart is measured."""
