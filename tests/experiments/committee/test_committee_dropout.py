@@ -46,3 +46,16 @@ def test_bad_rates_are_refused(tmp_path):
     for rates in ([], [0.1, 0.1], [1.0], [-0.2]):
         with pytest.raises(ValueError, match="Invalid rates"):
             dropout.run_dropout_study(tmp_path, rates, base, progress=False)
+
+
+def test_module_commands_report_bad_input_in_one_line(tmp_path, capsys, monkeypatch):
+    from wideflat.experiments.committee import conventions
+
+    monkeypatch.setattr("sys.argv", ["x", "--out", str(tmp_path), "--rates", "1.5"])
+    assert dropout._cli() == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "dropout: Invalid rates: [1.5] (distinct values in [0, 1) needed)"
+    monkeypatch.setattr("sys.argv", ["x", "--out", str(tmp_path), "--set", "esgd.nope=1",
+                                     "--data", "teacher"])  # fmt: skip
+    assert conventions._cli() == 2
+    assert "nope" in capsys.readouterr().err

@@ -44,7 +44,7 @@ from typing import Any
 
 from wideflat._io import environment, fsync_dir, read_jsonl, write_json_atomic
 
-from .presets import ALGORITHMS
+from .presets import ALGORITHMS, committee_preset
 from .train import _RULE_REASON
 
 __all__ = ["CONVENTIONS", "convention_name", "format_conventions_table", "run_conventions"]
@@ -137,6 +137,11 @@ def run_conventions(
     maps an algorithm to hyper-parameters replacing the paper's (default: the paper's).
     """
     overrides = {a: dict(v) for a, v in (overrides or {}).items()}
+    conventions = [dict(c) for c in conventions]
+    algorithms = list(algorithms)
+    for a in {*algorithms, *overrides}:  # bad names and values are refused before any run
+        for c in conventions:
+            committee_preset(a, {**c, **overrides.get(a, {})})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "cells.jsonl"
@@ -297,5 +302,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _cli() -> int:
+    """``main`` with bad input reported in one line (exit 2), not a traceback."""
+    try:
+        return main()
+    except ValueError as exc:
+        print(f"conventions: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("conventions: interrupted; rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_cli())

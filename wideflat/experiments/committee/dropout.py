@@ -232,5 +232,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _cli() -> int:
+    """``main`` with bad input reported in one line (exit 2), not a traceback."""
+    try:
+        return main()
+    except ValueError as exc:
+        print(f"dropout: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dropout: interrupted; rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_cli())
