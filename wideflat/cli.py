@@ -338,8 +338,8 @@ def _add_committee(sub) -> None:
         ("--restarts", dict(type=int, help="restarts (default: 50 as in the paper; quick: 6)")),
         ("--data", dict(choices=["fashion", "teacher", "auto"],
                         help="fashion (Dress vs Coat), teacher (synthetic, no files) or auto "
-                             "(fashion when found, else teacher); default: fashion, quick: "
-                             "auto")),
+                             "(fashion when found, else teacher; fashion with --data-root); "
+                             "default: fashion, quick: auto")),
         ("--data-root", dict(help="Fashion-MNIST folder (default: search)")),
         ("--seed", dict(type=seed, default=0, help="seed of data draw, training, flatness")),
         ("--out", dict(help="output folder (default: committee-results/DATA, or "
@@ -397,6 +397,8 @@ def _run_committee(args: argparse.Namespace) -> int:
     from .experiments.committee.plots import plot_fig1
 
     data = args.data or ("auto" if args.quick else "fashion")
+    if data == "auto" and args.data_root:  # a folder given is the only one read, never skipped
+        data = "fashion"
     if data == "auto":
         from .data.fashion_mnist import locate_fashion_mnist
 
