@@ -466,6 +466,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_module_command(main, prog: str) -> int:
+    """Run a ``python -m`` study command's ``main`` with bad input reported in one line (exit 2)
+    and Ctrl-C as exit 130, not a traceback."""
+    try:
+        return main()
+    except ValueError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
 def _one_line_error(prog: str):
     """argparse errors as one line naming the problem (no usage block), exit status 2."""
 

@@ -303,15 +303,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cli() -> int:
-    """``main`` with bad input reported in one line (exit 2), not a traceback."""
-    try:
-        return main()
-    except ValueError as exc:
-        print(f"conventions: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("conventions: interrupted; rerun the same command to continue", file=sys.stderr)
-        return 130
+    from wideflat.cli import run_module_command
+
+    return run_module_command(main, "conventions")
 
 
 if __name__ == "__main__":

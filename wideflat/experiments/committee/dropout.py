@@ -233,15 +233,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cli() -> int:
-    """``main`` with bad input reported in one line (exit 2), not a traceback."""
-    try:
-        return main()
-    except ValueError as exc:
-        print(f"dropout: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("dropout: interrupted; rerun the same command to continue", file=sys.stderr)
-        return 130
+    from wideflat.cli import run_module_command
+
+    return run_module_command(main, "dropout")
 
 
 if __name__ == "__main__":
