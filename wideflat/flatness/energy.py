@@ -21,11 +21,10 @@ References:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,13 @@ from tqdm.auto import tqdm
 from wideflat import _validate as check
 from wideflat._bn import recompute_bn
 from wideflat.flatness._energy_data import make_batches
+from wideflat.flatness._model import (
+    PARAM_SETS,
+    BatchNormOnlyTrains,
+    model_device,
+    perturbed_parameters,
+    preserved,
+)
 from wideflat.flatness._perturbations import (
     VmapUnavailable,
     draw_noise,
@@ -49,8 +55,6 @@ from wideflat.flatness._perturbations import (
 from wideflat.flatness._profile import BN_POLICIES, PERTURBATIONS, LocalEnergyProfile, mean_se
 
 __all__ = ["LocalEnergyProfile", "classification_error", "local_energy"]
-
-_PARAM_SETS = ("trainable", "all")
 
 
 def classification_error(output: Tensor, target: Tensor) -> Tensor:
@@ -193,10 +197,10 @@ def local_energy(
         loss_fn, error_fn,
     )  # fmt: skip
     samples, batch_size, chunk_size, seed = map(int, (samples, batch_size, chunk_size, seed))
-    model_device = _model_device(model)
-    device = model_device if device is None else torch.device(device)
-    work = model if device == model_device else copy.deepcopy(model).to(device)
-    named = _perturbed_parameters(work, params)
+    home = model_device(model)
+    device = home if device is None else torch.device(device)
+    work = model if device == home else copy.deepcopy(model).to(device)
+    named = perturbed_parameters(work, params)
     batches = make_batches(data, subset, batch_size, seed, device)
     use_vmap = bn == "eval" and (vmap is True or (vmap == "auto" and _auto_prefers_vmap(device)))
     n_nonzero = sum(1 for s in sigma_list if s != 0.0)
@@ -204,7 +208,7 @@ def local_energy(
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
     try:
         with (
-            _preserved(work, named) as saved,
+            preserved(work, named) as saved,
             torch.random.fork_rng(devices=cuda_devices),
             torch.no_grad(),
         ):
@@ -246,7 +250,7 @@ def _check_arguments(
     check.integer("seed", seed, minimum=0)
     check.choice("perturbation", perturbation, PERTURBATIONS)
     check.choice("bn policy", bn, BN_POLICIES)
-    check.choice("params", params, _PARAM_SETS)
+    check.choice("params", params, PARAM_SETS)
     if not (vmap is True or vmap is False or (isinstance(vmap, str) and vmap == "auto")):
         raise ValueError(f"Invalid vmap: {vmap!r} (expected True, False or 'auto')")
     if vmap is True and bn == "recompute":
@@ -276,66 +280,6 @@ def _validate_sigmas(sigmas: Any) -> list[float]:
     return [check.number("sigma", v, minimum=0.0, finite=True) for v in values]
 
 
-def _perturbed_parameters(model: nn.Module, params: str) -> list[tuple[str, Tensor]]:
-    """The named parameters ``params`` selects (floating point; trainable unless "all")."""
-    named = [
-        (name, p)
-        for name, p in model.named_parameters()
-        if p.is_floating_point() and (params == "all" or p.requires_grad)
-    ]
-    if not named:
-        raise ValueError(
-            f"Invalid model: no {'floating' if params == 'all' else 'trainable'} parameters "
-            f"to perturb (params={params!r})"
-        )
-    return named
-
-
-@contextlib.contextmanager
-def _preserved(model: nn.Module, named: list[tuple[str, Tensor]]) -> Iterator[dict[str, Tensor]]:
-    """Yield copies of the perturbed parameters; on exit copy them and every buffer back, and
-    restore each module's train/eval flag and BatchNorm momentum (bitwise, never by undoing)."""
-    saved_params = {name: p.detach().clone() for name, p in named}
-    saved_buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
-    saved_modes = [(m, m.training) for m in model.modules()]
-    bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
-    saved_momentum = [m.momentum for m in bns]
-    try:
-        yield saved_params
-    finally:
-        with torch.no_grad():
-            for name, p in named:
-                p.copy_(saved_params[name])
-            for name, b in model.named_buffers():
-                if name in saved_buffers:
-                    b.copy_(saved_buffers[name])
-        for m, momentum in zip(bns, saved_momentum, strict=True):
-            m.momentum = momentum
-        for m, training in saved_modes:
-            m.training = training
-
-
-class _BatchNormOnlyTrains(nn.Module):
-    """``model`` as :func:`~wideflat._bn.recompute_bn` sees it: ``train()`` switches only the
-    BatchNorm layers, so Dropout and other train-time randomness stay off during the
-    statistics pass (the measure evaluates the model in eval mode)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-        self.train(False)
-
-    def train(self, mode: bool = True) -> _BatchNormOnlyTrains:
-        self.training = mode
-        for m in self.model.modules():
-            if isinstance(m, _BatchNorm):
-                m.train(mode)
-        return self
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
-
-
 class _Evaluator:
     """Σ loss and Σ error over the batches at the base or perturbed weights.
 
@@ -359,7 +303,7 @@ class _Evaluator:
     def base(self) -> tuple[float, float, int]:
         """Σ loss, Σ error and the number of examples at the unperturbed weights."""
         if self.recompute:
-            recompute_bn(_BatchNormOnlyTrains(self.model), self.batches)
+            recompute_bn(BatchNormOnlyTrains(self.model), self.batches)
         base = evaluate_plain(self.model, self.batches, self.loss_fn, self.error_fn)
         if base[2] == 0:
             raise ValueError("Invalid data: it yielded no examples")
@@ -390,7 +334,7 @@ class _Evaluator:
             for (name, p), zp in zip(self.named, z, strict=True):
                 p.copy_(perturb(self.saved[name], zp, sigma, self.kind))
             if self.recompute:
-                recompute_bn(_BatchNormOnlyTrains(self.model), self.batches)
+                recompute_bn(BatchNormOnlyTrains(self.model), self.batches)
             loss_s, err_s, _ = evaluate_plain(self.model, self.batches, self.loss_fn, self.error_fn)
             out.append((loss_s, err_s))
         self.engines.add("loop")
@@ -459,11 +403,3 @@ def _profile(
 def _auto_prefers_vmap(device: torch.device) -> bool:
     """``vmap="auto"``: batch perturbations on accelerators only (slower on CPU, measured)."""
     return device.type != "cpu"
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
