@@ -91,6 +91,8 @@ def test_flatness_does_not_import_plots_until_asked():
     assert not {m for m in loaded if m.split(".")[0] == "matplotlib"}
     loaded = _loaded_modules("import wideflat.flatness as f; f.plot_local_energy")
     assert "wideflat.flatness.plots" in loaded
+    loaded = _loaded_modules("import wideflat.flatness as f; f.plot_interpolation")
+    assert "wideflat.flatness.landscape_plots" in loaded
 
 
 @pytest.mark.parametrize(

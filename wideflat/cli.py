@@ -460,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_demo, _add_committee, _add_train, _add_compare):
         add(sub)
+    from ._cli_family import add_correlate, add_family
+
+    for add in (add_family, add_correlate):
+        add(sub, _command, positive_int, seed)
     parser.error = _one_line_error("wideflat")
     for name, command in sub.choices.items():
         command.error = _one_line_error(f"wideflat {name}")

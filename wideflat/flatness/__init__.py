@@ -6,6 +6,10 @@
   (paper Eq. 3, appendix B.1).
 * :func:`local_entropy_mc` and :func:`committee_gaussian_mc` — Monte Carlo estimates of the
   local entropy (any model; the committee machine's Gaussian measure, which checks BP).
+* :func:`interpolate`, :func:`plane`, :func:`random_directions`, :func:`landscape_1d`,
+  :func:`landscape_2d` — loss and error along the line between two solutions (barrier height),
+  on the plane through three, and along filter-normalized random directions
+  (:mod:`~wideflat.flatness.landscape`).
 * :func:`plot_local_energy` — a figure of profiles (:mod:`~wideflat.flatness.plots`, imported
   on first use, so that importing the measures does not load matplotlib).
 """
@@ -13,6 +17,17 @@
 from .committee import committee_local_energy
 from .committee_bp import BPConvergenceError, CommitteeLocalEntropy, committee_local_entropy
 from .energy import LocalEnergyProfile, classification_error, local_energy
+from .landscape import (
+    Interpolation,
+    Landscape1D,
+    Landscape2D,
+    Plane,
+    interpolate,
+    landscape_1d,
+    landscape_2d,
+    plane,
+    random_directions,
+)
 from .monte_carlo import (
     CommitteeGaussianMC,
     LocalEntropyMC,
@@ -23,6 +38,10 @@ from .monte_carlo import (
 
 __all__ = [
     "BPConvergenceError",
+    "Interpolation",
+    "Landscape1D",
+    "Landscape2D",
+    "Plane",
     "CommitteeGaussianMC",
     "CommitteeLocalEntropy",
     "LocalEnergyProfile",
@@ -32,16 +51,36 @@ __all__ = [
     "committee_local_energy",
     "committee_local_entropy",
     "default_errors",
+    "interpolate",
+    "landscape_1d",
+    "landscape_2d",
     "local_energy",
     "local_entropy_mc",
+    "plane",
+    "plot_interpolation",
+    "plot_landscape_1d",
+    "plot_landscape_2d",
     "plot_local_energy",
+    "plot_plane",
+    "random_directions",
 ]
+
+_LAZY_PLOTS = {  # name → module; plots import matplotlib, so only on first use
+    "plot_local_energy": "plots",
+    "plot_interpolation": "landscape_plots",
+    "plot_plane": "landscape_plots",
+    "plot_landscape_1d": "landscape_plots",
+    "plot_landscape_2d": "landscape_plots",
+}
 
 
 def __getattr__(name: str):
-    if name == "plot_local_energy":  # lazy: plots import matplotlib
-        from .plots import plot_local_energy
-
-        globals()[name] = plot_local_energy
-        return plot_local_energy
+    if name in _LAZY_PLOTS:
+        if _LAZY_PLOTS[name] == "plots":  # a plain import statement, which -X importtime sees
+            from . import plots as module
+        else:
+            from . import landscape_plots as module
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -79,6 +79,9 @@ class MLP(nn.Module):
         num_classes: Number of output logits.
         hidden: Widths of the hidden layers.
         activation: ``"relu"``, ``"tanh"`` or ``"gelu"``.
+        dropout: probability of zeroing a hidden unit in training (a ``Dropout`` after each
+            hidden activation; ``0`` adds no module, so the state_dict keys stay those of a
+            network without dropout).
 
     Raises:
         ValueError: If a size or width is not a positive int, or ``activation`` is unknown.
@@ -101,6 +104,7 @@ class MLP(nn.Module):
         hidden: Sequence[int] = (256, 256),
         *,
         activation: str = "relu",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         check.positive_int("in_features", in_features)
@@ -112,10 +116,15 @@ class MLP(nn.Module):
         if activation not in _ACTIVATIONS:
             known = ", ".join(sorted(_ACTIVATIONS))
             raise ValueError(f"Invalid activation: {activation!r} (expected one of {known})")
+        check.number("dropout", dropout, minimum=0.0, maximum=1.0, finite=True)
+        if dropout >= 1.0:
+            raise ValueError(f"Invalid dropout: {dropout} (expected a probability < 1)")
         layers: list[nn.Module] = [nn.Flatten()]
         width_in = in_features
         for width in hidden:
             layers += [nn.Linear(width_in, width), _ACTIVATIONS[activation]()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
             width_in = width
         layers.append(nn.Linear(width_in, num_classes))
         self.net = nn.Sequential(*layers)
@@ -145,8 +154,13 @@ def mlp(
     image_size: int,
     hidden: Sequence[int] = (256, 256),
     activation: str = "relu",
+    dropout: float = 0.0,
 ) -> nn.Module:
     """MLP on flattened images with configurable hidden widths (Kaiming-normal init)."""
     return MLP(
-        in_channels * image_size * image_size, num_classes, tuple(hidden), activation=activation
+        in_channels * image_size * image_size,
+        num_classes,
+        tuple(hidden),
+        activation=activation,
+        dropout=dropout,
     )
