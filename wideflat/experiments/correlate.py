@@ -114,7 +114,7 @@ def _delta_energy(model, data, record, cfg, *, loss: bool = False) -> dict[str, 
 
 
 def _hessian(model, data, record, cfg, *, what: str) -> dict[str, float]:
-    from ..flatness.hessian import hessian
+    from ..flatness.curvature import hessian
 
     res = hessian(
         model, data, top_k=1, trace=what == "trace",
@@ -126,7 +126,7 @@ def _hessian(model, data, record, cfg, *, what: str) -> dict[str, float]:
 
 
 def _sharpness(model, data, record, cfg, *, adaptive: bool) -> dict[str, float]:
-    from ..flatness.sharpness import sharpness
+    from ..flatness.worst_case import sharpness
 
     rho = cfg.adaptive_rho if adaptive else cfg.rho
     res = sharpness(model, data, rho, adaptive=adaptive, seed=cfg.seed, progress=False)
@@ -140,7 +140,7 @@ def _pac_bayes(model, data, record, cfg) -> dict[str, float]:
         model, data, target=cfg.pac_bayes_target, samples=cfg.pac_bayes_samples,
         seed=cfg.seed, progress=False,
     )  # fmt: skip
-    return {"value": 1.0 / float(res.sigma) ** 2, "sigma": float(res.sigma)}
+    return {"value": float(res.measure), "sigma": float(res.sigma), "status": res.status}
 
 
 def _weight_norm(model, data, record, cfg) -> dict[str, float]:

@@ -6,6 +6,12 @@
   (paper Eq. 3, appendix B.1).
 * :func:`local_entropy_mc` and :func:`committee_gaussian_mc` — Monte Carlo estimates of the
   local entropy (any model; the committee machine's Gaussian measure, which checks BP).
+* :func:`hessian` — top eigenvalues (Lanczos on exact Hessian–vector products) and trace
+  (Hutchinson, with its standard error) of the training-loss Hessian.
+* :func:`sharpness` — worst-case loss increase in a ball of radius ρ (SAM's sharpness; the
+  adaptive, scale-invariant ASAM variant; m-sharpness).
+* :func:`pac_bayes_sigma` — the largest magnitude-aware Gaussian σ whose expected training-error
+  increase stays below a target (Jiang et al., 2020), and 1/σ².
 * :func:`interpolate`, :func:`plane`, :func:`random_directions`, :func:`landscape_1d`,
   :func:`landscape_2d` — loss and error along the line between two solutions (barrier height),
   on the plane through three, and along filter-normalized random directions
@@ -16,6 +22,7 @@
 
 from .committee import committee_local_energy
 from .committee_bp import BPConvergenceError, CommitteeLocalEntropy, committee_local_entropy
+from .curvature import HessianSpectrum, hessian
 from .energy import LocalEnergyProfile, classification_error, local_energy
 from .landscape import (
     Interpolation,
@@ -35,13 +42,18 @@ from .monte_carlo import (
     default_errors,
     local_entropy_mc,
 )
+from .pac_bayes import PacBayesSigma, pac_bayes_sigma
+from .worst_case import Sharpness, sharpness
 
 __all__ = [
     "BPConvergenceError",
+    "HessianSpectrum",
     "Interpolation",
     "Landscape1D",
     "Landscape2D",
+    "PacBayesSigma",
     "Plane",
+    "Sharpness",
     "CommitteeGaussianMC",
     "CommitteeLocalEntropy",
     "LocalEnergyProfile",
@@ -51,11 +63,13 @@ __all__ = [
     "committee_local_energy",
     "committee_local_entropy",
     "default_errors",
+    "hessian",
     "interpolate",
     "landscape_1d",
     "landscape_2d",
     "local_energy",
     "local_entropy_mc",
+    "pac_bayes_sigma",
     "plane",
     "plot_interpolation",
     "plot_landscape_1d",
@@ -63,6 +77,7 @@ __all__ = [
     "plot_local_energy",
     "plot_plane",
     "random_directions",
+    "sharpness",
 ]
 
 _LAZY_PLOTS = {  # name → module; plots import matplotlib, so only on first use
