@@ -1,4 +1,4 @@
-"""Optional dependencies (torchvision): import them, or say in one line what to install.
+"""Optional dependencies (torchvision, h5py): import them, or say in one line what to install.
 
 An optional package can be absent, or installed but unable to load: PyPI's torchvision wheels
 are built for PyPI's CUDA torch, and next to the CPU torch wheel their compiled ops fail at
@@ -13,7 +13,7 @@ from types import ModuleType
 
 __all__ = ["import_optional"]
 
-_EXTRAS = {"torchvision": "vision"}
+_EXTRAS = {"torchvision": "vision", "h5py": "pgdl"}
 
 
 def import_optional(module: str, feature: str) -> ModuleType:

@@ -57,7 +57,8 @@ class CorrelateConfig:
         samples: δE draws (the paper's Fig. 7: 64).
         hessian_trace_samples: Hutchinson vectors for the Hessian trace.
         rho: radius of the worst-case sharpness ball (L2).
-        adaptive_rho: radius of the adaptive (ASAM) ball, relative to the weights' scale.
+        adaptive_rho: radius of the adaptive (ASAM) ball, relative to the weights; 0.5 as in
+            ASAM's CIFAR-10 runs (Kwon et al., 2021).
         pac_bayes_target: training-error increase that defines the PAC-Bayes σ.
         pac_bayes_samples: draws per σ in the PAC-Bayes search.
         subset: training examples the measures see (0 = the member's whole training set).
@@ -79,7 +80,7 @@ class CorrelateConfig:
     samples: int = 64
     hessian_trace_samples: int = 32
     rho: float = 0.05
-    adaptive_rho: float = 0.05
+    adaptive_rho: float = 0.5
     pac_bayes_target: float = 0.1
     pac_bayes_samples: int = 32
     subset: int = 0

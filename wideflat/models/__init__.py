@@ -24,6 +24,7 @@ from wideflat.models._registry import (
     register_model,
 )
 from wideflat.models.committee import CommitteeMachine
+from wideflat.models.pgdl import PGDLModel, load_pgdl_model
 from wideflat.models.pyramidnet import PyramidBottleneck, PyramidNet
 from wideflat.models.resnet import BasicBlock, CifarResNet, ResNet18
 from wideflat.models.shakedrop import (
@@ -41,6 +42,7 @@ __all__ = [
     "CifarResNet",
     "CommitteeMachine",
     "ModelInfo",
+    "PGDLModel",
     "PyramidBottleneck",
     "PyramidNet",
     "ResNet18",
@@ -52,6 +54,7 @@ __all__ = [
     "is_model_available",
     "kaiming_normal_init_",
     "list_models",
+    "load_pgdl_model",
     "model_info",
     "register_model",
     "shake_drop",
