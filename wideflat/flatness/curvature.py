@@ -424,7 +424,11 @@ def _batch_hvp(
     def directional(weights: tuple[Tensor, ...]) -> Tensor:
         return jvp(batch_loss, (weights,), (tangents,))[1]
 
-    return grad(directional)(primals)
+    with warnings.catch_warnings():
+        # torch's first forward-mode call registers decompositions with torch.jit.script,
+        # which warns of its own deprecation: torch's internals, nothing a user can act on.
+        warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
+        return grad(directional)(primals)
 
 
 class _HessianOperator:
