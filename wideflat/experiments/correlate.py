@@ -102,31 +102,38 @@ class CorrelateConfig:
         check.integer("seed", self.seed, minimum=0)
 
 
-# --- the measures: each (model, (X, y), record, cfg) → {"value", "se"?, ...} -----------------
+# --- the measures: each (model, (X, y), record, cfg, memo) → {"value", "se"?, ...} -----------
+# ``memo`` is shared by the measures of one network (δE and δL come from one measurement).
 
 
-def _delta_energy(model, data, record, cfg, *, loss: bool = False) -> dict[str, float]:
+def _delta_energy(model, data, record, cfg, memo, *, loss: bool = False) -> dict[str, float]:
     from ..flatness import local_energy
 
-    prof = local_energy(model, data, [cfg.sigma], cfg.samples, seed=cfg.seed, progress=False)
+    prof = memo.get("local_energy")
+    if prof is None:
+        prof = local_energy(model, data, [cfg.sigma], cfg.samples, seed=cfg.seed, progress=False)
+        memo["local_energy"] = prof
     if loss:
         return {"value": prof.delta_loss[0], "se": prof.delta_loss_se[0]}
     return {"value": prof.delta_error[0], "se": prof.delta_error_se[0]}
 
 
-def _hessian(model, data, record, cfg, *, what: str) -> dict[str, float]:
+def _hessian(model, data, record, cfg, memo, *, what: str) -> dict[str, float]:
     from ..flatness.curvature import hessian
 
-    res = hessian(
-        model, data, top_k=1, trace=what == "trace",
-        trace_samples=cfg.hessian_trace_samples, seed=cfg.seed, progress=False,
-    )  # fmt: skip
+    res = memo.get("hessian")
+    if res is None or (what == "trace" and res.trace is None):
+        res = hessian(
+            model, data, top_k=1, trace=what == "trace" or "hessian_trace" in cfg.measures,
+            trace_samples=cfg.hessian_trace_samples, seed=cfg.seed, progress=False,
+        )  # fmt: skip
+        memo["hessian"] = res
     if what == "trace":
         return {"value": res.trace, "se": res.trace_se}
     return {"value": float(res.eigenvalues[0])}
 
 
-def _sharpness(model, data, record, cfg, *, adaptive: bool) -> dict[str, float]:
+def _sharpness(model, data, record, cfg, memo, *, adaptive: bool) -> dict[str, float]:
     from ..flatness.worst_case import sharpness
 
     rho = cfg.adaptive_rho if adaptive else cfg.rho
@@ -134,7 +141,7 @@ def _sharpness(model, data, record, cfg, *, adaptive: bool) -> dict[str, float]:
     return {"value": float(res.value)}
 
 
-def _pac_bayes(model, data, record, cfg) -> dict[str, float]:
+def _pac_bayes(model, data, record, cfg, memo) -> dict[str, float]:
     from ..flatness.pac_bayes import pac_bayes_sigma
 
     res = pac_bayes_sigma(
@@ -144,13 +151,13 @@ def _pac_bayes(model, data, record, cfg) -> dict[str, float]:
     return {"value": float(res.measure), "sigma": float(res.sigma), "status": res.status}
 
 
-def _weight_norm(model, data, record, cfg) -> dict[str, float]:
+def _weight_norm(model, data, record, cfg, memo) -> dict[str, float]:
     with torch.no_grad():
         total = sum(float(p.double().pow(2).sum()) for p in model.parameters())
     return {"value": total}
 
 
-def _train_loss(model, data, record, cfg) -> dict[str, float]:
+def _train_loss(model, data, record, cfg, memo) -> dict[str, float]:
     return {"value": float(record["train"]["train_loss"])}
 
 
@@ -211,7 +218,7 @@ def measure_member(
     if cfg.subset and cfg.subset < len(X):
         keep = torch.randperm(len(X), generator=torch.Generator().manual_seed(cfg.seed))
         X, y = X[keep[: cfg.subset]], y[keep[: cfg.subset]]
-    out = {}
+    out, memo = {}, {}
     for name in cfg.measures:
         settings = _settings(cfg, name)
         hit = cached.get(name)
@@ -219,7 +226,7 @@ def measure_member(
             out[name] = hit
             continue
         t0 = time.perf_counter()
-        value = MEASURES[name][0](model, (X, y), record, cfg)
+        value = MEASURES[name][0](model, (X, y), record, cfg, memo)
         out[name] = {**value, "settings": settings, "wall_time_s": time.perf_counter() - t0}
         cached[name] = out[name]
         write_json_atomic(cache_file, {"id": record["id"], "measures": cached})

@@ -6,26 +6,21 @@ measurement's provenance, with a strict-JSON round trip (``to_json`` / ``from_js
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import MISSING, dataclass, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from wideflat._io import json_ready
+from wideflat.flatness._record import JsonRecord
 
 __all__ = ["LocalEnergyProfile", "mean_se"]
 
 PERTURBATIONS = ("multiplicative", "additive")
 BN_POLICIES = ("eval", "recompute")
-_FORMAT = "wideflat.local_energy_profile"
-_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class LocalEnergyProfile:
+class LocalEnergyProfile(JsonRecord):
     """A local-energy profile with its Monte Carlo uncertainty and provenance.
 
     All ``delta_*`` values are differences to the unperturbed model: for each σ,
@@ -91,6 +86,9 @@ class LocalEnergyProfile:
     wideflat_version: str = ""
     wall_time_s: float = 0.0
 
+    FORMAT = "wideflat.local_energy_profile"
+    KIND = "profile"
+
     def __post_init__(self) -> None:
         n = len(self.sigmas)
         for name in ("delta_error", "delta_error_se", "delta_loss", "delta_loss_se"):
@@ -108,62 +106,6 @@ class LocalEnergyProfile:
             raise ValueError(f"Invalid perturbation: {self.perturbation!r}")
         if self.bn not in BN_POLICIES:
             raise ValueError(f"Invalid bn policy: {self.bn!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN and ±inf are written as ``None``)."""
-        out: dict[str, Any] = {"format": _FORMAT, "version": _FORMAT_VERSION}
-        for f in fields(self):
-            out[f.name] = json_ready(getattr(self, f.name))
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LocalEnergyProfile:
-        """Inverse of :meth:`to_dict` (``None`` numbers are read back as NaN)."""
-        if not isinstance(data, dict) or data.get("format") != _FORMAT:
-            raise ValueError(f"Invalid profile dict: format is not {_FORMAT!r}")
-        if data.get("version") != _FORMAT_VERSION:
-            raise ValueError(f"Invalid profile dict: unsupported version {data.get('version')!r}")
-        kwargs: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in data:
-                continue
-            value = data[f.name]
-            if f.name in ("sigmas", "delta_error", "delta_error_se", "delta_loss", "delta_loss_se"):
-                value = tuple(_none_to_nan(v) for v in value)
-            elif f.name in ("error_draws", "loss_draws"):
-                value = tuple(tuple(_none_to_nan(v) for v in row) for row in value)
-            elif f.name in ("base_error", "base_loss", "wall_time_s"):
-                value = _none_to_nan(value)
-            kwargs[f.name] = value
-        missing = [
-            f.name
-            for f in fields(cls)
-            if f.name not in kwargs and f.default is MISSING and f.default_factory is MISSING
-        ]
-        if missing:
-            raise ValueError(f"Invalid profile dict: missing keys {missing}")
-        return cls(**kwargs)
-
-    def to_json(self, path: str | Path) -> Path:
-        """Write the profile to ``path`` as strict JSON (no NaN literals); returns the path."""
-        path = Path(path)
-        text = json.dumps(self.to_dict(), allow_nan=False, indent=1)
-        path.write_text(text + "\n")
-        return path
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> LocalEnergyProfile:
-        """Read a profile written by :meth:`to_json`."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"Invalid profile file {str(path)!r}: {exc}") from exc
-        return cls.from_dict(data)
-
-
-def _none_to_nan(value: Any) -> float:
-    return float("nan") if value is None else float(value)
 
 
 def mean_se(rows: list[list[float]]) -> tuple[tuple[float, ...], tuple[float, ...]]:

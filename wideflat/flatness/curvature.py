@@ -29,13 +29,11 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import MISSING, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,7 +48,6 @@ from tqdm.auto import tqdm
 from wideflat import _rng
 from wideflat import _validate as check
 from wideflat._bn import recompute_bn
-from wideflat._io import json_ready
 from wideflat.flatness._energy_data import Batches, make_batches
 from wideflat.flatness._model import (
     PARAM_SETS,
@@ -60,18 +57,17 @@ from wideflat.flatness._model import (
     preserved,
 )
 from wideflat.flatness._profile import BN_POLICIES
+from wideflat.flatness._record import JsonRecord
 
 __all__ = ["HessianSpectrum", "hessian"]
 
-_FORMAT = "wideflat.hessian_spectrum"
-_FORMAT_VERSION = 1
 # Keys of the measurement's random streams under ``seed`` (key 1 is the random ``subset``).
 _KEY_LANCZOS = 2  # the Lanczos starting vector
 _KEY_HUTCHINSON = 3  # the Rademacher vectors of the trace
 
 
 @dataclass(frozen=True)
-class HessianSpectrum:
+class HessianSpectrum(JsonRecord):
     """Top eigenvalues and trace of a training-loss Hessian, with provenance.
 
     Attributes:
@@ -132,6 +128,9 @@ class HessianSpectrum:
     wideflat_version: str = ""
     wall_time_s: float = 0.0
 
+    FORMAT = "wideflat.hessian_spectrum"
+    KIND = "spectrum"
+
     def __post_init__(self) -> None:
         if len(self.eigenvalues) > self.top_k:
             raise ValueError(
@@ -144,57 +143,6 @@ class HessianSpectrum:
             )
         if self.bn not in BN_POLICIES:
             raise ValueError(f"Invalid bn policy: {self.bn!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        out: dict[str, Any] = {"format": _FORMAT, "version": _FORMAT_VERSION}
-        for f in fields(self):
-            out[f.name] = json_ready(getattr(self, f.name))
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HessianSpectrum:
-        """Inverse of :meth:`to_dict`."""
-        if not isinstance(data, dict) or data.get("format") != _FORMAT:
-            raise ValueError(f"Invalid spectrum dict: format is not {_FORMAT!r}")
-        if data.get("version") != _FORMAT_VERSION:
-            raise ValueError(f"Invalid spectrum dict: unsupported version {data.get('version')!r}")
-        kwargs: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in data:
-                continue
-            value = data[f.name]
-            if f.name in ("eigenvalues", "trace_draws"):
-                value = tuple(float(v) for v in value)
-            elif f.name in ("trace", "trace_se"):
-                value = None if value is None else float(value)
-            elif f.name in ("tol", "wall_time_s"):
-                value = float(value)
-            kwargs[f.name] = value
-        missing = [
-            f.name
-            for f in fields(cls)
-            if f.name not in kwargs and f.default is MISSING and f.default_factory is MISSING
-        ]
-        if missing:
-            raise ValueError(f"Invalid spectrum dict: missing keys {missing}")
-        return cls(**kwargs)
-
-    def to_json(self, path: str | Path) -> Path:
-        """Write the spectrum to ``path`` as strict JSON; returns the path."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), allow_nan=False, indent=1) + "\n")
-        return path
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> HessianSpectrum:
-        """Read a spectrum written by :meth:`to_json`."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"Invalid spectrum file {str(path)!r}: {exc}") from exc
-        return cls.from_dict(data)
 
 
 def hessian(

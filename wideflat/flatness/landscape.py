@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import MISSING, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,7 +42,6 @@ from tqdm.auto import tqdm
 from wideflat import _rng
 from wideflat import _validate as check
 from wideflat._bn import recompute_bn
-from wideflat._io import json_ready
 from wideflat.flatness._energy_data import Batches, make_batches
 from wideflat.flatness._model import (
     PARAM_SETS,
@@ -54,6 +51,7 @@ from wideflat.flatness._model import (
 )
 from wideflat.flatness._perturbations import evaluate_plain
 from wideflat.flatness._profile import BN_POLICIES
+from wideflat.flatness._record import JsonRecord
 from wideflat.flatness.energy import classification_error
 
 __all__ = [
@@ -69,7 +67,6 @@ __all__ = [
 ]
 
 IGNORE_CHOICES = ("biasbn", None)
-_FORMAT_VERSION = 1
 _DIRECTION_KEY = 2  # derive_seed(seed, 2, k): direction k (0: local-energy noise, 1: subsets)
 
 Data = DataLoader | tuple[Tensor, Tensor]
@@ -81,70 +78,13 @@ Values = Sequence[float] | Tensor | np.ndarray
 # --------------------------------------------------------------------------------------------
 
 
-class _JsonRecord:
-    """Strict-JSON round trip of a frozen result dataclass (NaN and ±inf are written as null
-    and read back as NaN; lists are read back as tuples)."""
-
-    _FORMAT = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN and ±inf are written as ``None``)."""
-        out: dict[str, Any] = {"format": self._FORMAT, "version": _FORMAT_VERSION}
-        for f in fields(self):  # type: ignore[arg-type]
-            out[f.name] = json_ready(getattr(self, f.name))
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]):
-        """Inverse of :meth:`to_dict` (``None`` numbers are read back as NaN)."""
-        if not isinstance(data, dict) or data.get("format") != cls._FORMAT:
-            raise ValueError(f"Invalid {cls.__name__} dict: format is not {cls._FORMAT!r}")
-        if data.get("version") != _FORMAT_VERSION:
-            raise ValueError(
-                f"Invalid {cls.__name__} dict: unsupported version {data.get('version')!r}"
-            )
-        kwargs = {f.name: _from_json(data[f.name]) for f in fields(cls) if f.name in data}
-        missing = [
-            f.name
-            for f in fields(cls)
-            if f.name not in kwargs and f.default is MISSING and f.default_factory is MISSING
-        ]
-        if missing:
-            raise ValueError(f"Invalid {cls.__name__} dict: missing keys {missing}")
-        return cls(**kwargs)
-
-    def to_json(self, path: str | Path) -> Path:
-        """Write the result to ``path`` as strict JSON (no NaN literals); returns the path."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), allow_nan=False, indent=1) + "\n")
-        return path
-
-    @classmethod
-    def from_json(cls, path: str | Path):
-        """Read a result written by :meth:`to_json`."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"Invalid {cls.__name__} file {str(path)!r}: {exc}") from exc
-        return cls.from_dict(data)
-
-
-def _from_json(value: Any) -> Any:
-    if value is None:  # every optional number of these results is a float
-        return math.nan
-    if isinstance(value, list):
-        return tuple(_from_json(v) for v in value)
-    return value
-
-
 def _check_rows(name: str, rows: Any, n_rows: int, n_cols: int) -> None:
     if len(rows) != n_rows or any(len(r) != n_cols for r in rows):
         raise ValueError(f"Invalid {name}: expected {n_rows} rows of {n_cols} values")
 
 
 @dataclass(frozen=True)
-class Interpolation(_JsonRecord):
+class Interpolation(JsonRecord):
     """Loss and error on the line w(t) = (1 − t) w_a + t w_b between two networks.
 
     Losses are means of ``loss_fn``, errors means of ``error_fn`` (fractions of misclassified
@@ -179,7 +119,7 @@ class Interpolation(_JsonRecord):
         (True, {'loss': 0.0, 'error': 0.0})
     """
 
-    _FORMAT = "wideflat.interpolation"
+    FORMAT = "wideflat.interpolation"
 
     t: tuple[float, ...]
     loss: tuple[float, ...]
@@ -218,7 +158,7 @@ class Interpolation(_JsonRecord):
 
 
 @dataclass(frozen=True)
-class Plane(_JsonRecord):
+class Plane(JsonRecord):
     """Loss and error on the plane through three networks a, b, c (Garipov et al. 2018).
 
     The point with coordinates (x, y) has the parameters
@@ -252,7 +192,7 @@ class Plane(_JsonRecord):
         True
     """
 
-    _FORMAT = "wideflat.plane"
+    FORMAT = "wideflat.plane"
 
     labels: tuple[str, str, str]
     x: tuple[float, ...]
@@ -285,7 +225,7 @@ class Plane(_JsonRecord):
 
 
 @dataclass(frozen=True)
-class Landscape1D(_JsonRecord):
+class Landscape1D(JsonRecord):
     """Loss and error at w + α d along one direction d (Li et al. 2018).
 
     Attributes:
@@ -306,7 +246,7 @@ class Landscape1D(_JsonRecord):
         True
     """
 
-    _FORMAT = "wideflat.landscape_1d"
+    FORMAT = "wideflat.landscape_1d"
 
     alphas: tuple[float, ...]
     loss: tuple[float, ...]
@@ -333,7 +273,7 @@ class Landscape1D(_JsonRecord):
 
 
 @dataclass(frozen=True)
-class Landscape2D(_JsonRecord):
+class Landscape2D(JsonRecord):
     """Loss and error at w + α d₁ + β d₂ on a grid of (α, β) (Li et al. 2018).
 
     Attributes:
@@ -357,7 +297,7 @@ class Landscape2D(_JsonRecord):
         True
     """
 
-    _FORMAT = "wideflat.landscape_2d"
+    FORMAT = "wideflat.landscape_2d"
 
     alphas: tuple[float, ...]
     betas: tuple[float, ...]

@@ -21,8 +21,6 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -32,24 +30,17 @@ from tqdm.auto import tqdm
 from wideflat import _validate as check
 from wideflat.flatness._model import PARAM_SETS, model_device
 from wideflat.flatness._profile import BN_POLICIES, PERTURBATIONS
+from wideflat.flatness._record import JsonRecord
 from wideflat.flatness.energy import classification_error, local_energy
-from wideflat.flatness.worst_case import (
-    _positive,
-    _read_json,
-    _result_from_dict,
-    _result_to_dict,
-    _write_json,
-)
+from wideflat.flatness.worst_case import _positive
 
 __all__ = ["PacBayesSigma", "pac_bayes_sigma"]
 
-_FORMAT = "wideflat.pac_bayes_sigma"
-_FORMAT_VERSION = 1
 STATUSES = ("converged", "below_range", "above_range")
 
 
 @dataclass(frozen=True)
-class PacBayesSigma:
+class PacBayesSigma(JsonRecord):
     """The largest tolerated noise scale σ, its bracket, the estimates behind it, provenance.
 
     Attributes:
@@ -114,6 +105,8 @@ class PacBayesSigma:
     wideflat_version: str = ""
     wall_time_s: float = 0.0
 
+    FORMAT = "wideflat.pac_bayes_sigma"
+
     def __post_init__(self) -> None:
         k = len(self.evaluated_sigmas)
         for name in ("evaluated_delta_error", "evaluated_delta_error_se"):
@@ -130,24 +123,6 @@ class PacBayesSigma:
     def n_evaluations(self) -> int:
         """Number of σ values evaluated (each a :func:`local_energy` call of ``samples``)."""
         return len(self.evaluated_sigmas)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN and ±inf are written as ``None``)."""
-        return _result_to_dict(self, _FORMAT, _FORMAT_VERSION)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PacBayesSigma:
-        """Inverse of :meth:`to_dict` (``None`` floats are read back as NaN)."""
-        return _result_from_dict(cls, data, _FORMAT, _FORMAT_VERSION)
-
-    def to_json(self, path: str | Path) -> Path:
-        """Write the result to ``path`` as strict JSON (no NaN literals); returns the path."""
-        return _write_json(self.to_dict(), path)
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> PacBayesSigma:
-        """Read a result written by :meth:`to_json`."""
-        return cls.from_dict(_read_json(path))
 
 
 def pac_bayes_sigma(

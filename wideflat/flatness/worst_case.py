@@ -5,9 +5,6 @@ The sharpness of SAM (Foret et al. 2021) and of the "fantastic generalization me
 ASAM (Kwon et al. 2021) and m-sharpness (the maximum per chunk of m examples, averaged) as
 options. The result type is :class:`Sharpness`.
 
-This module also holds the strict-JSON round trip shared with ``pac_bayes.py``
-(:func:`_result_to_dict` / :func:`_result_from_dict`), driven by the dataclass field types.
-
 References:
     Foret et al., "Sharpness-Aware Minimization for Efficiently Improving Generalization",
     ICLR 2021. Kwon et al., "ASAM: Adaptive Sharpness-Aware Minimization for Scale-Invariant
@@ -21,13 +18,11 @@ References:
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import MISSING, dataclass, fields
-from pathlib import Path
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +34,6 @@ from tqdm.auto import tqdm
 from wideflat import _rng
 from wideflat import _validate as check
 from wideflat._bn import recompute_bn
-from wideflat._io import json_ready
 from wideflat.flatness._energy_data import Batches, make_batches
 from wideflat.flatness._model import (
     PARAM_SETS,
@@ -49,11 +43,9 @@ from wideflat.flatness._model import (
     preserved,
 )
 from wideflat.flatness._profile import BN_POLICIES
+from wideflat.flatness._record import JsonRecord
 
 __all__ = ["Sharpness", "sharpness"]
-
-_FORMAT = "wideflat.sharpness"
-_FORMAT_VERSION = 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -62,7 +54,7 @@ _FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class Sharpness:
+class Sharpness(JsonRecord):
     """The worst-case loss increase in a ball, its ascent trajectories and provenance.
 
     Losses are means of ``loss_fn`` over the examples of a chunk (the whole data when
@@ -129,6 +121,8 @@ class Sharpness:
     wideflat_version: str = ""
     wall_time_s: float = 0.0
 
+    FORMAT = "wideflat.sharpness"
+
     def __post_init__(self) -> None:
         k = len(self.chunk_values)
         for name in ("chunk_base_losses", "chunk_sizes", "trajectories", "best_restart"):
@@ -141,24 +135,6 @@ class Sharpness:
     def trajectory(self) -> tuple[float, ...]:
         """The losses along the best restart's ascent of the first (with m=None, only) chunk."""
         return self.trajectories[0][self.best_restart[0]]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN and ±inf are written as ``None``)."""
-        return _result_to_dict(self, _FORMAT, _FORMAT_VERSION)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Sharpness:
-        """Inverse of :meth:`to_dict` (``None`` floats are read back as NaN)."""
-        return _result_from_dict(cls, data, _FORMAT, _FORMAT_VERSION)
-
-    def to_json(self, path: str | Path) -> Path:
-        """Write the result to ``path`` as strict JSON (no NaN literals); returns the path."""
-        return _write_json(self.to_dict(), path)
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> Sharpness:
-        """Read a result written by :meth:`to_json`."""
-        return cls.from_dict(_read_json(path))
 
 
 # --------------------------------------------------------------------------------------------
@@ -595,65 +571,3 @@ def _result(
         wideflat_version=wideflat_version,
         wall_time_s=time.perf_counter() - t_start,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Strict-JSON round trip of a frozen result dataclass (shared with pac_bayes.py)
-# --------------------------------------------------------------------------------------------
-
-_R = TypeVar("_R")
-
-
-def _result_to_dict(obj: Any, fmt: str, version: int) -> dict[str, Any]:
-    """``{"format", "version", field: value, ...}`` with NaN/±inf as ``None``."""
-    out: dict[str, Any] = {"format": fmt, "version": version}
-    for f in fields(obj):
-        out[f.name] = json_ready(getattr(obj, f.name))
-    return out
-
-
-def _result_from_dict(cls: type[_R], data: dict[str, Any], fmt: str, version: int) -> _R:
-    """Inverse of :func:`_result_to_dict`: lists become tuples, and ``None`` inside a field
-    whose type holds floats but not ``None`` becomes NaN."""
-    if not isinstance(data, dict) or data.get("format") != fmt:
-        raise ValueError(f"Invalid result dict: format is not {fmt!r}")
-    if data.get("version") != version:
-        raise ValueError(f"Invalid result dict: unsupported version {data.get('version')!r}")
-    kwargs: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        if f.name in data:
-            kind = str(f.type)
-            nan = "float" in kind and "None" not in kind
-            kwargs[f.name] = _from_json_value(data[f.name], nan)
-    missing = [
-        f.name
-        for f in fields(cls)  # type: ignore[arg-type]
-        if f.name not in kwargs and f.default is MISSING and f.default_factory is MISSING
-    ]
-    if missing:
-        raise ValueError(f"Invalid result dict: missing keys {missing}")
-    return cls(**kwargs)
-
-
-def _from_json_value(value: Any, nan: bool) -> Any:
-    if isinstance(value, list):
-        return tuple(_from_json_value(v, nan) for v in value)
-    if value is None:
-        return math.nan if nan else None
-    if nan and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def _write_json(data: dict[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.write_text(json.dumps(data, allow_nan=False, indent=1) + "\n")
-    return path
-
-
-def _read_json(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"Invalid result file {str(path)!r}: {exc}") from exc
