@@ -130,6 +130,9 @@ _RUN_FLAGS = [
     ("energy_epochs", non_negative_int, "epochs to measure δE", {"nargs": "*"}),
     ("deterministic", None, "torch.use_deterministic_algorithms(True)",
      {"action": argparse.BooleanOptionalAction}),
+    ("stop_at_collapse", float, "stop after the epoch whose collapse quantity (rSGD: mean "
+     "replica-center distance, eSGD: d(w, mu)) is below TOL; alone: the paper's 1e-8",
+     {"nargs": "?", "const": 1e-8, "metavar": "TOL"}),
 ]  # fmt: skip
 # Fields a command sets with its own options, never with --set.
 _COMMAND_FIELDS = {

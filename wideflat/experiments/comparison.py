@@ -94,6 +94,7 @@ def _tabulate(
     for name, fn in (
         ("test_error.png", plots.plot_test_error),
         ("local_energy.png", plots.plot_energy),
+        ("collapse.png", plots.plot_collapse),
     ):
         try:
             fn(runs, out / name, title=preset)

@@ -244,6 +244,9 @@ class TrainConfig:
     energy_samples: int = _bound(20, _int(1))  # perturbations per σ
     energy_subset: int = _bound(2000, _int(1))  # training examples per evaluation of E_train
     # run
+    # stop once the collapse quantity (rSGD: mean replica–center distance ½‖w_a − w̄‖²; eSGD:
+    # d(w, μ) = ½‖w − μ‖²) is below this at the end of an epoch (0 = off; the paper: 1e-8)
+    stop_at_collapse: float = _bound(0.0, _real())
     seed: int = _bound(0, _int(0, SEED_MAX))  # init, minibatch order, augmentation, noise
     amp: bool = _bound(True, _bool)  # bfloat16 autocast on CUDA (ignored elsewhere)
     deterministic: bool = _bound(False, _bool)  # torch.use_deterministic_algorithms(True)
@@ -343,5 +346,14 @@ def config_hash(cfg: TrainConfig) -> str:
         >>> config_hash(TrainConfig()) == config_hash(TrainConfig(seed=1))
         False
     """
-    text = json.dumps(cfg.to_dict(), sort_keys=True)
+    data = cfg.to_dict()
+    for name, default in _ADDED_LATER.items():  # older checkpoints keep resuming
+        if data.get(name) == default:
+            del data[name]
+    text = json.dumps(data, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# Fields added after runs were first checkpointed: left out of the hash at their default, so
+# a run started before they existed resumes under the same hash.
+_ADDED_LATER: dict[str, Any] = {"stop_at_collapse": 0.0}

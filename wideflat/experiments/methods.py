@@ -186,3 +186,29 @@ def evaluate(model: nn.Module, x: torch.Tensor, t: torch.Tensor, batch: int, amp
     model.train(was)
     n = max(len(t), 1)
     return wrong / n, total_loss / n
+
+
+@torch.no_grad()
+def evaluate_replicas(
+    models: list[nn.Module], x: torch.Tensor, t: torch.Tensor, batch: int, amp: bool
+) -> tuple[list[float], float]:
+    """Each replica's error over (x, t), and the error of their ensemble (the mean of the
+    replicas' logits), in eval mode; the modes are restored."""
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
+    wrong = [0.0] * len(models)
+    wrong_ensemble = 0.0
+    for i in range(0, len(t), batch):
+        target = t[i : i + batch]
+        total = None
+        for a, m in enumerate(models):
+            with autocast(x.device, amp):
+                out = m(x[i : i + batch]).float()
+            wrong[a] += float((out.argmax(1) != target).sum())
+            total = out if total is None else total + out
+        wrong_ensemble += float((total.argmax(1) != target).sum())
+    for m, was in zip(models, modes, strict=True):
+        m.train(was)
+    n = max(len(t), 1)
+    return [w / n for w in wrong], wrong_ensemble / n

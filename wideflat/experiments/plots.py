@@ -10,6 +10,8 @@ backend), matplotlib being imported only when a figure is drawn.
   paper's Table 1, with wall clock, throughput and a "check" column: flagged runs get a †
   and a footnote naming the run and the reason.
 * :func:`plot_test_error`: Fig. 2, test error vs (rescaled) epoch, mean ± std over seeds.
+* :func:`plot_collapse`: the stopping quantities (replica–center distance, d(w, μ)) and
+  rSGD's center, replica and ensemble test errors over epochs.
 * :func:`plot_energy`: Figs. 3–5, δE_train vs σ per method, one panel per measured epoch;
   the legend gives each method's final train and test error (as the paper's Fig. 3 does).
 
@@ -49,6 +51,7 @@ __all__ = [
     "flag_runs",
     "format_table",
     "plot_energy",
+    "plot_collapse",
     "plot_test_error",
     "run_flags",
     "summary_rows",
@@ -285,21 +288,27 @@ def _label(label: str, group: list[RunRecord], flagged: bool, errors: bool = Fal
 
 def _draw_test_error(ax, runs: list[RunRecord]) -> bool:
     """Fig. 2 curves on ``ax``; whether anything was drawn."""
+    return _draw_over_epochs(ax, runs, lambda row: 100 * _num(row.get("test_error")))
+
+
+def _draw_over_epochs(ax, runs: list[RunRecord], value, suffix: str = "") -> bool:
+    """Per method, mean ± std over seeds of ``value(row)`` against the epoch (rows where it
+    is not finite are skipped); whether anything was drawn."""
     drawn = False
     for label in sorted({r.label for r in runs}, key=_sort_key):
         for group, flagged in _groups(runs, label):
             curves: dict[int, list[float]] = {}
             for r in group:
                 for row in r.metrics:
-                    e, err = _num(row.get("epoch")), _num(row.get("test_error"))
-                    if math.isfinite(e) and math.isfinite(err):
-                        curves.setdefault(int(e), []).append(100 * err)
+                    e, v = _num(row.get("epoch")), value(row)
+                    if math.isfinite(e) and math.isfinite(v):
+                        curves.setdefault(int(e), []).append(v)
             if not curves:
                 continue
             epochs = sorted(curves)
             mean = np.array([np.mean(curves[e]) for e in epochs])
             std = np.array([np.std(curves[e]) for e in epochs])
-            _draw(ax, epochs, mean, std, _label(label, group, flagged), flagged)
+            _draw(ax, epochs, mean, std, _label(label, group, flagged) + suffix, flagged)
             drawn = True
     return drawn
 
@@ -345,6 +354,55 @@ def plot_test_error(runs: list[RunRecord], path: str | os.PathLike, *, title: st
         ax.set_title(title)
     _legend(ax, runs)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def plot_collapse(runs: list[RunRecord], path: str | os.PathLike, *, title: str = "") -> Path:
+    """The paper's stopping quantities and the replicas' errors over epochs (mean ± std).
+
+    Left: rSGD's mean replica–center distance ½‖w_a − w̄‖² and eSGD's d(w, μ) = ½‖w − μ‖²
+    (log scale; the paper stops at 1e-8). Right, for rSGD: test error of the center, the
+    mean over replicas and the ensemble (mean logits); collapse shows as the three meeting.
+    """
+    path = Path(path)
+    fig = _figure((11, 4))
+    left, right = fig.subplots(1, 2)
+    drawn = _draw_over_epochs(left, runs, lambda r: _num(r.get("replica_distance")),
+                              " replica-center")  # fmt: skip
+    drawn |= _draw_over_epochs(left, runs, lambda r: _num(r.get("mean_distance")), " d(w, μ)")
+    if drawn:
+        left.set_yscale("log")
+    else:
+        left.text(0.5, 0.5, "no collapse quantities (SGD/SAM runs only?)", ha="center",
+                  va="center", transform=left.transAxes)  # fmt: skip
+    left.set_xlabel("epoch")
+    left.set_ylabel("distance (½ squared norm)")
+    left.set_title("collapse: replicas to center (rSGD), w to μ (eSGD)")
+    shown = False
+    for key, suffix in (("test_error", " center"), ("replica_test_errors", " replicas (mean)"),
+                        ("ensemble_test_error", " ensemble")):  # fmt: skip
+        rsgd = [r for r in runs if any("replica_test_errors" in row for row in r.metrics)]
+        if not rsgd:
+            break
+
+        def value(row, key=key):
+            v = row.get(key)
+            return 100 * (float(np.mean(v)) if isinstance(v, list) and v else _num(v))
+
+        shown |= _draw_over_epochs(right, rsgd, value, suffix)
+    if not shown:
+        right.text(0.5, 0.5, "no rSGD runs", ha="center", va="center", transform=right.transAxes)
+    right.set_xlabel("epoch")
+    right.set_ylabel("test error (%)")
+    right.set_title("rSGD: center, replicas and ensemble")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        _legend(ax, runs)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

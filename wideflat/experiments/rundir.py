@@ -62,6 +62,7 @@ class RunSummary:
     train_loss: float  # mean minibatch loss over the last epoch
     train_seconds: float  # wall clock of the training steps only (no evaluation)
     images_per_s: float  # gradient images per second over epochs 2.. (epoch 1 if only one)
+    stop_reason: str = "epochs"  # "epochs", or why the run stopped early (stop_at_collapse)
 
 
 def run_label(cfg: TrainConfig) -> str:
@@ -295,7 +296,7 @@ class RunFolder:
             out=str(self.path),
             label=run_label(cfg),
             seed=cfg.seed,
-            epochs=cfg.epochs,
+            epochs=int(rows[-1]["epoch"]) if rows else cfg.epochs,
             steps=steps,
             grad_evals=steps * cfg.grad_evals_per_step,
             test_error=float(last.get("test_error", math.nan)),
@@ -303,6 +304,7 @@ class RunFolder:
             train_loss=float(rows[-1]["train_loss"]) if rows else math.nan,
             train_seconds=train_seconds,
             images_per_s=float(np.median(speeds)) if speeds else math.nan,
+            stop_reason=str(rows[-1].get("stop") or "epochs") if rows else "epochs",
         )
         self.record.update(status="finished", summary=asdict(summary), finished=_now())
         write_json_atomic(self.path / "run.json", self.record)

@@ -34,12 +34,12 @@ from tqdm.auto import tqdm
 
 from .._io import environment
 from ..flatness import local_energy
-from ..optim import NonFiniteLossError
+from ..optim import EntropySGD, NonFiniteLossError, ReplicatedSGD
 from .build import Run, build, check_names, peak_coupling_step, resolve_device
 from .checkpoint import save_checkpoint
 from .config import TrainConfig, config_hash
 from .errors import NonFiniteRunError
-from .methods import LossProbe, autocast, evaluate
+from .methods import LossProbe, autocast, evaluate, evaluate_replicas
 from .rundir import RunFolder, RunSummary, check_fresh_start, load_resume, resume_rows, run_label
 
 __all__ = ["train"]
@@ -113,11 +113,19 @@ def train(
             if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
                 _evaluate(run, row)
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{row['test_error']:.4f}")
+            collapsed = _collapsed(cfg, row)
+            if collapsed:
+                row["stop"] = collapsed
+                if "test_error" not in row:
+                    _evaluate(run, row)  # a run that stops is evaluated at its last epoch
             folder.append(row)
             if epoch in cfg.energy_epochs:
                 _measure_energy(run, folder, epoch)
             save_checkpoint(folder.path / "checkpoints", step, run.state_dict(epoch, step, seconds),
                             config_hash=chash, config=folder.record["config"])  # fmt: skip
+            if collapsed:
+                log(f"stopping after epoch {epoch}: {collapsed}")
+                break
     except (Exception, KeyboardInterrupt) as e:
         bar.close()
         folder.stop(e)
@@ -163,7 +171,30 @@ def _train_epoch(run: Run, epoch: int, step: int, seconds: float, tick: Callable
     }
     if "gamma" in run.opt.param_groups[0]:
         row["gamma"] = float(run.opt.param_groups[0]["gamma"])
+    row.update(_collapse(run))
     return row
+
+
+def _collapse(run: Run) -> dict:
+    """The paper's stopping quantities after the epoch: for rSGD the replica–center
+    distances d(w_a, w̄) = ½‖w_a − w̄‖² (mean and max over replicas), for eSGD
+    d(w, μ) = ½‖w − μ‖² (μ the last inner loop's running mean)."""
+    opt = run.opt
+    if isinstance(opt, ReplicatedSGD):
+        d = opt.replicas.distances()
+        return {"replica_distance": float(d.mean()), "replica_distance_max": float(d.max())}
+    if isinstance(opt, EntropySGD):
+        return {"mean_distance": opt.mean_distance()}
+    return {}
+
+
+def _collapsed(cfg: TrainConfig, row: dict) -> str | None:
+    """Why the run stops here (``cfg.stop_at_collapse``), or None."""
+    tol = cfg.stop_at_collapse
+    for key, what in (("replica_distance", "replicas collapsed"), ("mean_distance", "w met μ")):
+        if tol > 0 and key in row and row[key] < tol:
+            return f"{what} ({key} {row[key]:.3g} < {tol:g})"
+    return None
 
 
 def _failed_replica(probe: LossProbe, error: NonFiniteLossError) -> int:
@@ -185,6 +216,12 @@ def _evaluate(run: Run, row: dict) -> None:
         model, *run.data.train_eval, cfg.eval_batch, cfg.amp
     )
     row["test_error"], row["test_loss"] = evaluate(model, *run.data.test, cfg.eval_batch, cfg.amp)
+    if isinstance(run.opt, ReplicatedSGD):  # the center is above; each replica and the ensemble
+        replicas = list(run.opt.replicas)
+        for split, (x, t) in (("train", run.data.train_eval), ("test", run.data.test)):
+            errors, ensemble = evaluate_replicas(replicas, x, t, cfg.eval_batch, cfg.amp)
+            row[f"replica_{split}_errors"] = errors
+            row[f"ensemble_{split}_error"] = ensemble
     row["eval_seconds"] = time.perf_counter() - began
 
 

@@ -1,0 +1,161 @@
+"""Observable collapse (issue 13 item 1): the paper's stopping quantities, per-replica and
+ensemble errors in metrics.jsonl, and --stop-at-collapse."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+
+import pytest
+import torch
+from _runs import final_state
+
+from wideflat.cli import build_parser
+from wideflat.experiments.build import build
+from wideflat.experiments.config import TrainConfig, config_hash
+from wideflat.experiments.methods import evaluate_replicas
+from wideflat.experiments.presets import preset_config
+from wideflat.experiments.rundir import read_metrics
+from wideflat.experiments.training import train
+
+
+def tiny(data_root, kind, **kw):
+    base = dict(data_root=data_root, model="mlp", train_subset=0, epochs=2, batch_size=32,
+                lr=0.05, lr_schedule="multistep:2", eval_every=1, energy_epochs=(),
+                train_eval_subset=64, eval_batch=64, gamma="exp:auto:x10")  # fmt: skip
+    base.update(kw)
+    return preset_config("fashion-smallconvnet", kind, **base)
+
+
+def _replica_states(payload: dict, y: int) -> list[dict]:
+    model = payload["model"]
+    return [
+        {k.split(".", 2)[2]: v for k, v in model.items() if k.startswith(f"replicas.{a}.")}
+        for a in range(y)
+    ]
+
+
+def test_rsgd_rows_carry_distances_and_replica_and_ensemble_errors(tmp_path, fashion_root):
+    cfg = tiny(fashion_root, "rsgd")
+    train(cfg, tmp_path / "run", progress=False)
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    last = rows[-1]
+    # Recompute everything from the last checkpoint, independently of the harness's code.
+    states = _replica_states(final_state(tmp_path / "run"), cfg.y)
+    center = {k: sum(s[k].double() for s in states) / cfg.y for k in states[0]}
+    d = [sum(0.5 * float((s[k].double() - center[k]).pow(2).sum()) for k in s) for s in states]
+    assert last["replica_distance"] == pytest.approx(sum(d) / cfg.y, rel=1e-9)
+    assert last["replica_distance_max"] == pytest.approx(max(d), rel=1e-9)
+    run = build(cfg, torch.device("cpu"), fresh=True)
+    x, t = run.data.test
+    logits = []
+    for state in states:
+        net = copy.deepcopy(run.model)
+        net.load_state_dict(state)
+        with torch.no_grad():
+            logits.append(net.eval()(x))
+    errors = [float((out.argmax(1) != t).float().mean()) for out in logits]
+    assert last["replica_test_errors"] == pytest.approx(errors, abs=1e-12)
+    ensemble = float((sum(logits).argmax(1) != t).float().mean())
+    assert last["ensemble_test_error"] == pytest.approx(ensemble, abs=1e-12)
+    assert len(last["replica_train_errors"]) == cfg.y and 0 <= last["ensemble_train_error"] <= 1
+
+
+def test_esgd_rows_carry_the_distance_to_the_running_mean(tmp_path, fashion_root):
+    train(tiny(fashion_root, "esgd"), tmp_path / "run", progress=False)
+    last = read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]
+    payload = final_state(tmp_path / "run")
+    weights = list(payload["model"].values())
+    means = [s["mean"] for _, s in sorted(payload["optimizer"]["state"].items())]
+    expected = sum(0.5 * float((w.double() - m.double()).pow(2).sum())
+                   for w, m in zip(weights, means, strict=True))  # fmt: skip
+    assert last["mean_distance"] == pytest.approx(expected, rel=1e-9) and expected > 0
+
+
+def test_sgd_rows_have_no_collapse_quantities(tmp_path, fashion_root):
+    train(tiny(fashion_root, "sgd", epochs=1), tmp_path / "run", progress=False)
+    row = read_metrics(tmp_path / "run" / "metrics.jsonl")[0]
+    assert not {"replica_distance", "mean_distance", "replica_test_errors"} & set(row)
+
+
+@pytest.mark.parametrize(
+    "kind, quantity", [("rsgd", "replica_distance"), ("esgd", "mean_distance")]
+)
+def test_stop_at_collapse_ends_the_run_after_the_epoch_below_the_tolerance(
+    tmp_path, fashion_root, kind, quantity
+):
+    probe = tmp_path / "probe"
+    train(tiny(fashion_root, kind, epochs=3), probe, progress=False)
+    values = [r[quantity] for r in read_metrics(probe / "metrics.jsonl")]
+    tol = values[0] * 1.000001  # the first epoch is already below it
+    notes = []
+    summary = train(tiny(fashion_root, kind, epochs=3, stop_at_collapse=tol, eval_every=2),
+                    tmp_path / "run", progress=False, log=notes.append)  # fmt: skip
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1] and "test_error" in rows[0]
+    assert summary.epochs == 1 and quantity in summary.stop_reason
+    assert any("stopping after epoch 1" in n for n in notes)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "finished" and record["summary"]["stop_reason"] == rows[0]["stop"]
+    # Below the first value, the run goes on to its last epoch.
+    full = train(tiny(fashion_root, kind, epochs=3, stop_at_collapse=min(values) / 2),
+                 tmp_path / "full", progress=False)  # fmt: skip
+    assert full.epochs == 3 and full.stop_reason == "epochs"
+
+
+def test_a_default_stop_at_collapse_leaves_the_config_hash_as_before():
+    cfg = TrainConfig()
+    old = {k: v for k, v in cfg.to_dict().items() if k != "stop_at_collapse"}
+    before = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
+    assert config_hash(cfg) == before
+    assert config_hash(TrainConfig(stop_at_collapse=1e-8)) != before
+    with pytest.raises(ValueError, match="stop_at_collapse"):
+        TrainConfig(stop_at_collapse=-1.0)
+
+
+def test_the_flag_alone_means_the_papers_tolerance():
+    parser = build_parser()
+    args = parser.parse_args(["train", "--stop-at-collapse"])
+    assert args.stop_at_collapse == 1e-8
+    args = parser.parse_args(["train", "--stop-at-collapse", "1e-3"])
+    assert args.stop_at_collapse == 1e-3
+
+
+def test_evaluate_replicas_against_hand_made_logits():
+    class Fixed(torch.nn.Module):
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = logits
+
+        def forward(self, x):
+            return self.logits[x.long().squeeze(-1)]
+
+    a = Fixed(torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]]))
+    b = Fixed(torch.tensor([[0.0, 1.0], [0.0, 3.0], [0.0, 2.0]]))
+    x, t = torch.arange(3.0).unsqueeze(-1), torch.tensor([0, 1, 0])
+    errors, ensemble = evaluate_replicas([a, b], x, t, batch=2, amp=False)
+    # a: right, right, right; b: wrong, right, wrong; a + b: [2,1] right, [0,4] right, [1,2] wrong
+    assert errors == [0.0, 2 / 3] and ensemble == pytest.approx(1 / 3)
+
+
+def test_plot_collapse_draws_the_distances_on_a_log_scale_and_the_rsgd_errors(
+    tmp_path, fashion_root, monkeypatch
+):
+    from wideflat.experiments import plots
+
+    for kind in ("rsgd", "esgd", "sgd"):
+        train(tiny(fashion_root, kind), tmp_path / "study" / kind, progress=False)
+    runs = plots.collect_runs(tmp_path / "study")
+    figures = []
+    real = plots._figure
+    monkeypatch.setattr(plots, "_figure", lambda size: figures.append(real(size)) or figures[-1])
+    path = plots.plot_collapse(runs, tmp_path / "collapse.png", title="tiny")
+    assert path.stat().st_size > 0
+    left, right = figures[0].axes
+    assert left.get_yscale() == "log"
+    labels = [line.get_label() for line in left.get_lines()]
+    assert any("d(w, μ)" in x for x in labels) and any("replica-center" in x for x in labels)
+    assert len(right.get_lines()) == 3  # rSGD's center, replicas (mean), ensemble
+    only_sgd = [r for r in runs if r.label == "sgd"]
+    assert plots.plot_collapse(only_sgd, tmp_path / "none.png").stat().st_size > 0
