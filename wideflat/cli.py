@@ -118,7 +118,8 @@ _RUN_FLAGS = [
     ("epochs", positive_int, "data epochs (the budget)", {}),
     ("y", int, "rSGD replicas (>= 1)", {}),
     ("engine", None, "rSGD replica engine, one of: {engines}", {}),
-    ("gamma", None, "γ schedule: exp:G0:G1, exp:G0:xF, cosine:GMAX, const:G0", {}),
+    ("gamma", None, "γ schedule: exp:G0:G1[@step|@epoch|@sgld] (unit of t; default step), "
+     "exp:G0:xF, cosine:GMAX, const:G0", {}),
     ("lr", float, "learning rate", {}),
     ("lr_schedule", None, "constant, cosine, multistep:E1,E2[:F], exponential:E:F", {}),
     ("batch_size", positive_int, "examples per minibatch", {}),

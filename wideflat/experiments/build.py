@@ -259,16 +259,24 @@ class EpochLR(LRScheduler):
 
 
 def build_gamma_scheduler(
-    cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int, gamma0: float
+    cfg: TrainConfig,
+    opt: torch.optim.Optimizer,
+    total_steps: int,
+    gamma0: float,
+    steps_per_epoch: int = 1,
 ) -> GammaScheduler:
-    """The γ scheduler of ``cfg.gamma_spec`` over ``total_steps`` optimizer steps."""
+    """The γ scheduler of ``cfg.gamma_spec`` over ``total_steps`` optimizer steps (a rate
+    given per epoch or per SGLD step is converted to one per optimizer step)."""
     spec = cfg.gamma_spec
+    if spec.unit == "sgld" and cfg.method != "esgd":
+        raise RunError(f"Invalid gamma: {cfg.gamma!r} (@sgld counts eSGD's inner steps)")
     if spec.kind == "const":
         return ConstantGamma(opt, gamma0)
     if spec.kind == "cosine":
         return CosineGamma(opt, spec.gamma0, total_steps)
     if spec.rate is not None:
-        return ExponentialGamma(opt, gamma0, spec.rate)
+        rate = spec.rate_per_step(steps_per_epoch=steps_per_epoch, inner_steps=cfg.inner_steps)
+        return ExponentialGamma(opt, gamma0, rate)
     return ExponentialGamma(opt, gamma0, growth=spec.factor, steps=total_steps)
 
 
@@ -442,7 +450,7 @@ def build(cfg: TrainConfig, device: torch.device, *, fresh: bool = True) -> Run:
         gamma0 = spec.gamma0 if spec.gamma0 is not None else 0.0
         if fresh and spec.gamma0 is None and spec.kind != "cosine":
             gamma0 = _auto_gamma0(cfg, opt, model, data, streams[0])
-        gamma_sched = build_gamma_scheduler(cfg, opt, total_steps, gamma0)
+        gamma_sched = build_gamma_scheduler(cfg, opt, total_steps, gamma0, epoch_steps)
     lr_sched = EpochLR(opt, lambda epoch: lr_at(cfg, epoch), epoch_steps)
     return Run(
         cfg=cfg,

@@ -15,7 +15,7 @@ only, Table 1's "rSGD × y" column) one epoch is one pass *per replica*.
 Example:
     >>> cfg = TrainConfig(method="rsgd", epochs=10, gamma="exp:auto:x1e4")
     >>> cfg.gamma_spec
-    GammaSpec(kind='exp', gamma0=None, rate=None, factor=10000.0)
+    GammaSpec(kind='exp', gamma0=None, rate=None, factor=10000.0, unit='step')
 """
 
 from __future__ import annotations

@@ -9,6 +9,12 @@
   the paper's γ0, γ1), ``exp:G0:xF`` (γ grows by the factor F over the run), ``cosine:GMAX``
   (0 → GMAX over the run), ``const:G0``. ``G0`` may be ``auto``: the paper's automatic γ0
   (rSGD: Σ L / Σ d before training; eSGD: L(w)/d(w', w) after one inner loop).
+  The time unit t of γ1 is part of the spec: ``exp:G0:G1@step`` (the default, one optimizer
+  step), ``@epoch`` (one data epoch, as the paper counts) or ``@sgld`` (one SGLD inner step of
+  eSGD: L per optimizer step). γ still moves every optimizer step: with ``@epoch`` the
+  per-step rate is (1 + γ1)^(1/S) − 1 for S optimizer steps per epoch, so γ equals
+  γ0 (1 + γ1)^e after e epochs; with ``@sgld`` it is (1 + γ1)^L − 1. Schedules defined over the
+  whole run (``xF``, ``cosine``) and ``const`` take no unit.
 
 :class:`~wideflat.experiments.config.TrainConfig` parses its two strings when it is built and
 keeps the specs (``cfg.lr_spec``, ``cfg.gamma_spec``); :mod:`~wideflat.experiments.build`
@@ -16,7 +22,10 @@ turns them into scheduler objects.
 
 Example:
     >>> parse_gamma("exp:auto:x1e4")
-    GammaSpec(kind='exp', gamma0=None, rate=None, factor=10000.0)
+    GammaSpec(kind='exp', gamma0=None, rate=None, factor=10000.0, unit='step')
+    >>> r = parse_gamma("exp:0.03:0.001@epoch").rate_per_step(steps_per_epoch=100, inner_steps=5)
+    >>> round((1 + r) ** 100, 12)  # one epoch of steps multiplies γ by 1 + γ1
+    1.001
     >>> parse_lr_schedule("multistep:150,225")
     LRSpec(kind='multistep', milestones=(150.0, 225.0), factor=0.1, every=0.0)
 """
@@ -26,7 +35,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["FLOAT32_MAX", "GammaSpec", "LRSpec", "parse_gamma", "parse_lr_schedule"]
+__all__ = [
+    "FLOAT32_MAX",
+    "GAMMA_UNITS",
+    "GammaSpec",
+    "LRSpec",
+    "parse_gamma",
+    "parse_lr_schedule",
+]
 
 # torch.finfo(torch.float32).max: real-valued settings end up in float32 tensors, where a
 # larger finite value overflows to inf at the first step.
@@ -64,8 +80,28 @@ class GammaSpec:
 
     kind: str  # exp | cosine | const
     gamma0: float | None = None  # γ0 (exp, const) or γ_max (cosine)
-    rate: float | None = None  # γ1, growth per optimizer step (exp)
+    rate: float | None = None  # γ1, growth per time unit (exp)
     factor: float | None = None  # total growth over the run (exp, instead of rate)
+    unit: str = "step"  # what t counts in γ0 (1 + γ1)^t: step | epoch | sgld
+
+    def rate_per_step(self, *, steps_per_epoch: int, inner_steps: int) -> float | None:
+        """γ1 converted to one optimizer step (None without a rate).
+
+        Example:
+            >>> GammaSpec("exp", 1.0, rate=0.1, unit="sgld").rate_per_step(
+            ...     steps_per_epoch=10, inner_steps=2)
+            0.2100000000000002
+        """
+        if self.rate is None:
+            return None
+        if self.unit == "epoch":
+            return (1.0 + self.rate) ** (1.0 / steps_per_epoch) - 1.0
+        if self.unit == "sgld":
+            return (1.0 + self.rate) ** inner_steps - 1.0
+        return self.rate
+
+
+GAMMA_UNITS = ("step", "epoch", "sgld")
 
 
 def _number(text: str, what: str, whole: str) -> float:
@@ -115,8 +151,17 @@ def parse_lr_schedule(text: str) -> LRSpec:
 def parse_gamma(text: str) -> GammaSpec:
     """Parse a γ schedule string; raises ``ValueError`` naming the string."""
     what = "gamma schedule"
-    parts = str(text).strip().split(":")
+    body, at, unit = str(text).strip().partition("@")
+    if at and unit not in GAMMA_UNITS:
+        raise ValueError(
+            f"Invalid {what}: {text!r} (unknown time unit @{unit}; use @step, @epoch or @sgld)"
+        )
+    parts = body.split(":")
     kind = parts[0]
+    if at and not (kind == "exp" and len(parts) == 3 and not parts[2].startswith("x")):
+        raise ValueError(
+            f"Invalid {what}: {text!r} (a time unit applies to a rate, exp:G0:G1@UNIT only)"
+        )
 
     def g0(token: str) -> float | None:
         if token == "auto" and kind != "cosine":
@@ -137,8 +182,8 @@ def parse_gamma(text: str) -> GammaSpec:
         rate = _number(parts[2], what, text)
         if rate <= -1:
             raise ValueError(f"Invalid {what}: {text!r} (gamma1 must be > -1)")
-        return GammaSpec(kind, g0(parts[1]), rate=rate)
+        return GammaSpec(kind, g0(parts[1]), rate=rate, unit=unit or "step")
     raise ValueError(
-        f"Invalid {what}: {text!r} (expected exp:G0:G1, exp:G0:xFACTOR, cosine:GMAX or "
-        "const:G0, with G0 a number or auto)"
+        f"Invalid {what}: {text!r} (expected exp:G0:G1[@step|@epoch|@sgld], exp:G0:xFACTOR, "
+        "cosine:GMAX or const:G0, with G0 a number or auto)"
     )
