@@ -12,9 +12,14 @@ Conventions and deviations from appendix C, stated once:
   paper's L × outer epochs differs slightly from the baseline (ResNet-110: 32 × 5 = 160 vs
   164; ResNet-50: 50 × 5 = 250 vs 270) the preset keeps the baseline's data epochs, i.e.
   an exactly equal budget, and scales the milestones by L.
-* eSGD's γ grows by a factor of 10 over the run (the paper's stated criterion for γ1);
-  γ0 is the paper's where given, else automatic. rSGD uses the automatic γ0 and a growth
-  of 10⁴ (paper §4), with y = 3 and K = 10 unless stated.
+* eSGD's γ grows by a factor of 10 over the run (the paper's stated criterion for γ1)
+  instead of the γ1 values appendix C lists: those count per epoch of the paper's own
+  budget, and the factor-over-the-run form keeps the growth right when ``--epochs``
+  changes. To run a listed γ1 as the paper counts it, give ``gamma="exp:G0:G1@epoch"``
+  (units: :mod:`~wideflat.experiments.schedules`). γ0 is the paper's where given, else
+  automatic. rSGD uses the automatic γ0 and a growth of 10⁴ (paper §4), with y = 3 and
+  K = 10 unless stated. The PyramidNet row's cosine γ schedule rises from 0 to γ_max: the
+  paper's literal formula decreases and turns negative (see ``CosineGamma``).
 * AutoAugment with the CIFAR-10 policy (PyramidNet, EfficientNet rows) runs through
   torchvision, which those presets then need (``pip install 'wideflat[vision]'``).
   Fast-AutoAugment (Tiny ImageNet rows), PyramidNet's switch from K = 10 to K = 3 at epoch

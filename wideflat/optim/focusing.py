@@ -183,6 +183,11 @@ class ExponentialGamma(GammaScheduler):
 class CosineGamma(GammaScheduler):
     r"""γ_τ = ½ γ_max (1 − cos(π min(τ, T)/T)): from 0 at τ = 0 to γ_max at τ = T.
 
+    Deviation from the paper, on purpose: appendix C writes the PyramidNet schedule as
+    γ_τ = 0.5 γ_max cos(π τ / τ_tot), which *decreases* from ½γ_max and turns negative after
+    τ_tot / 2, contradicting the focusing idea (γ grows) and the name γ_max. This class
+    implements the increasing schedule the text intends, reaching γ_max at the end.
+
     Args:
         optimizer: the optimizer.
         gamma_max: the final γ.
