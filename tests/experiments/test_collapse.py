@@ -106,7 +106,8 @@ def test_stop_at_collapse_ends_the_run_after_the_epoch_below_the_tolerance(
 
 def test_a_default_stop_at_collapse_leaves_the_config_hash_as_before():
     cfg = TrainConfig()
-    old = {k: v for k, v in cfg.to_dict().items() if k != "stop_at_collapse"}
+    later = ("stop_at_collapse", "convention", "outer_gamma_scaled")  # fields added later
+    old = {k: v for k, v in cfg.to_dict().items() if k not in later}
     before = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
     assert config_hash(cfg) == before
     assert config_hash(TrainConfig(stop_at_collapse=1e-8)) != before
@@ -159,3 +160,20 @@ def test_plot_collapse_draws_the_distances_on_a_log_scale_and_the_rsgd_errors(
     assert len(right.get_lines()) == 3  # rSGD's center, replicas (mean), ensemble
     only_sgd = [r for r in runs if r.label == "sgd"]
     assert plots.plot_collapse(only_sgd, tmp_path / "none.png").stat().st_size > 0
+
+
+def test_the_esgd_convention_reaches_the_optimizer_and_keeps_old_hashes(tmp_path, fashion_root):
+    from wideflat.experiments.build import build
+
+    cfg = tiny(fashion_root, "esgd", convention="original", outer_gamma_scaled=True)
+    group = build(cfg, torch.device("cpu"), fresh=False).opt.param_groups[0]
+    assert (group["convention"], group["outer_gamma_scaled"]) == ("original", True)
+    base = tiny(fashion_root, "esgd")
+    old = {k: v for k, v in base.to_dict().items()
+           if k not in ("convention", "outer_gamma_scaled", "stop_at_collapse")}  # fmt: skip
+    assert (
+        config_hash(base)
+        == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
+    )
+    with pytest.raises(ValueError, match="convention"):
+        tiny(fashion_root, "esgd", convention="ucla")

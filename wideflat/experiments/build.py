@@ -207,6 +207,8 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
             alpha=cfg.alpha,
             noise=cfg.noise,
             seed=cfg.seed,
+            convention=cfg.convention,
+            outer_gamma_scaled=cfg.outer_gamma_scaled,
             **kw,
         )
     return ReplicatedSGD(

@@ -222,6 +222,10 @@ class TrainConfig:
     inner_steps: int = _bound(5, _int(1))  # L, minibatch gradients per outer step
     noise: float = _bound(1e-4, _real())  # SGLD noise ε
     alpha: float = _bound(0.75, _real(high=1.0))  # running-mean weight α of the inner loop
+    # "paper" (Algorithm 1 as printed) or "original" (the ucla-vision Entropy-SGD code: inner
+    # momentum reset every outer step, coupling after the momentum, noise √(2η')ε)
+    convention: str = _bound("paper", _choice(("paper", "original")))
+    outer_gamma_scaled: bool = _bound(False, _bool)  # eSGD outer step η γ (w − μ), not η (w − μ)
     # Replicated-SGD
     y: int = _bound(3, _int(1))  # number of replicas
     coupling_every: int = _bound(10, _int(1))  # K, steps between couplings
@@ -356,4 +360,8 @@ def config_hash(cfg: TrainConfig) -> str:
 
 # Fields added after runs were first checkpointed: left out of the hash at their default, so
 # a run started before they existed resumes under the same hash.
-_ADDED_LATER: dict[str, Any] = {"stop_at_collapse": 0.0}
+_ADDED_LATER: dict[str, Any] = {
+    "stop_at_collapse": 0.0,
+    "convention": "paper",
+    "outer_gamma_scaled": False,
+}

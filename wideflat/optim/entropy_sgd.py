@@ -18,6 +18,7 @@ from .errors import MissingClosureError, NonFiniteLossError
 __all__ = ["EntropySGD", "auto_gamma0_esgd"]
 
 _SGD_KEYS = ("momentum", "dampening", "nesterov", "weight_decay")
+_CONVENTIONS = ("paper", "original")
 
 
 class EntropySGD(Optimizer):
@@ -36,20 +37,70 @@ class EntropySGD(Optimizer):
     With plain SGD outside, the last line is ``w ← w − η (w − μ)``, a step along the
     local-entropy gradient ∇L_LE(w) = γ (w − ⟨w'⟩) with ⟨w'⟩ estimated by μ.
 
-    Conventions pinned here (the reference code varies, ucla-vision/entropy-sgd#2, #5):
-    the noise is ``√η'·ε·N(0, I)``, added *after* the inner optimizer's update; the
-    running mean weights the *old* mean by α. Weight decay is applied by the inner and
-    by the outer optimizer, once each, as in the paper's deep-network runs; the coupling
-    and the noise never see it.
+    Conventions. ``convention="paper"`` (the default) is Algorithm 1 as printed; the
+    reference code varies (ucla-vision/entropy-sgd#2, #5). The noise is ``√η'·ε·N(0, I)``,
+    added *after* the inner optimizer's update; the running mean weights the *old* mean by
+    α. Weight decay is applied by the inner and by the outer optimizer, once each, as in the
+    paper's deep-network runs; the coupling and the noise never see it. The inner
+    optimizer keeps its state (e.g. momentum) across outer iterations, like Lookahead's
+    fast optimizer. ``convention="original"`` follows the original Entropy-SGD code
+    (ucla-vision/entropy-sgd, ``python/optim.py``). With SGD inside (momentum m,
+    dampening d, weight decay λ, buffer v), one inner step reads::
+
+        paper:     g' = ∇L(w') + λ w' + γ (w' − w)     v ← m v + (1 − d) g'
+                   w' ← w' − η' (g' + m v  [Nesterov]  or  v)  +  √η' ε ξ
+        original:  v ← 0 at the start of every outer step
+                   g' = ∇L(w') + λ w'                  v ← m v + (1 − d) g'
+                   w' ← w' − η' (g' + m v  [Nesterov]  or  v)  −  η' γ (w' − w)  +  √(2η') ε ξ
+
+    (ξ ~ N(0, I); the original code subtracts its noise, the same in law). In both, the outer
+    optimizer then steps w on g = w − μ (adding its own λ w and its momentum, which persists
+    across outer steps); ``outer_gamma_scaled=True`` hands it ``γ (w − μ)`` instead, the
+    local-entropy gradient itself, as in Chaudhari et al.'s Algorithm 1 (η γ (w − μ)).
+
+    The differences (l. = line of ``python/optim.py`` at ucla-vision/entropy-sgd 61329f9):
+
+    =====================  =========================  ==========================  ==========
+    quantity               ``"paper"`` (default)      ``"original"``              source
+    =====================  =========================  ==========================  ==========
+    inner optimizer state  kept across outer steps    reset every outer step      l.56
+    coupling γ (w' − w)    in g', through momentum    added after the momentum    l.71-80
+    Langevin noise on w'   √η' ε ξ (Alg. 1 l.6)       √(2η') ε ξ                  l.80, l.83
+    outer gradient         w − μ (Alg. 1 l.8)         w − μ                       l.90
+    =====================  =========================  ==========================  ==========
+
+    The code behind it: l.56 ``lp['mdw'][i].zero_()``; l.72-76 the momentum on
+    ``dw = ∇L + λ w'``, then l.80 ``dw.add_(-g, wc-w.data).add_(eps/np.sqrt(0.5*llr), eta)``
+    and l.83 ``w.data.add_(-llr, dw)``, i.e. a noise of η' ε / √(η'/2) = ε √(2η'); l.90
+    ``w.grad.data.copy_(w.data-lp['mw'][i])``, with no γ.
+
+    ``outer_gamma_scaled`` (default False under both, since the original code does not scale
+    either) switches the last row to γ (w − μ). Shared by both conventions, as in the original
+    code: w', μ ← w at every outer step (l.54-55), μ ← α μ + (1 − α) w' with α = 0.75 weighting
+    the old mean (l.84), weight decay before the momentum in both loops (l.69-70, l.95-96), an
+    outer momentum that persists (l.92-104). Not reproduced, being artefacts rather than choices:
+    the inner learning rate and α hard-coded to 0.1 and 0.75 (l.49-50); γ never focused (l.61
+    reads ``state['t']``, which nothing increments); an extra closure call at w (l.22: L + 1
+    calls); the outer momentum buffer started from that call's gradient (l.44); and, without
+    Nesterov, ``dw = mdw`` (l.76) aliasing the buffer so that the coupling and the noise pile
+    up in it. Under ``"original"`` the reset clears the inner optimizer's state, so torch's
+    SGD restarts with v = g' where the original code has v = (1 − d) g' (equal for d = 0, its
+    default). With another inner optimizer (Adam, ...) the coupling bypasses its scaling too.
+
+    Which to use: ``"paper"`` reproduces Pittorino et al.'s Algorithm 1 and every earlier
+    wideflat run, bit for bit. ``"original"`` compares with results from the ucla-vision code
+    (Chaudhari et al.'s experiments): its fresh inner momentum does not carry the previous
+    loop's drift into the new loop from w, and its noise is √2 larger. ``outer_gamma_scaled``
+    gives an outer step η γ (w − μ) that grows with focusing; divide η by γ0 to start from the
+    same step as the unscaled version.
 
     Special cases: ε = 0 gives an approximate proximal step; ε = α = γ = 0 is Lookahead
-    (Zhang et al., 2019) with k = L fast steps and slow step size η.
+    (Zhang et al., 2019) with k = L fast steps and slow step size η (``"paper"``; under
+    ``"original"`` the fast optimizer's momentum restarts every k steps).
 
-    The inner optimizer keeps its state (e.g. momentum) across outer iterations, like
-    Lookahead's fast optimizer. Both optimizers may be any ``torch.optim`` class that
-    treats parameters independently; the outer one shares this optimizer's
-    ``param_groups`` (so ``lr`` and LR schedulers act on η), the inner one takes its
-    learning rate from each group's ``inner_lr``.
+    Both optimizers may be any ``torch.optim`` class that treats parameters independently;
+    the outer one shares this optimizer's ``param_groups`` (so ``lr`` and LR schedulers act
+    on η), the inner one takes its learning rate from each group's ``inner_lr``.
 
     Args:
         params: parameters or parameter groups, as for any torch optimizer.
@@ -72,6 +123,11 @@ class EntropySGD(Optimizer):
             loop (one fused check, which catches a NaN/inf gradient behind a finite loss);
             on a NaN/inf the step is rolled back (parameters and every optimizer state as
             before) and :class:`~wideflat.optim.errors.NonFiniteLossError` is raised.
+        convention: ``"paper"`` (Algorithm 1 as printed) or ``"original"`` (the original
+            Entropy-SGD code: inner state reset every outer step, coupling after the
+            momentum, noise √(2η') ε); see the table above. Stored in each param group.
+        outer_gamma_scaled: hand the outer optimizer γ (w − μ) instead of w − μ (either
+            convention). Stored in each param group.
 
     A step is all or nothing: whatever interrupts the inner loop (a NaN, an exception
     from the closure such as ``StopIteration`` from an exhausted loader, ``Ctrl-C``)
@@ -95,6 +151,9 @@ class EntropySGD(Optimizer):
         ...     loss.backward()
         ...     return loss
         >>> loss = opt.step(closure)           # the loss at w, before the step
+        >>> ucla = EntropySGD(model.parameters(), lr=0.5, inner_lr=0.1, convention="original")
+        >>> ucla.param_groups[0]["convention"], ucla.param_groups[0]["outer_gamma_scaled"]
+        ('original', False)
 
     References:
         P. Chaudhari et al., "Entropy-SGD: biasing gradient descent into wide valleys",
@@ -123,7 +182,11 @@ class EntropySGD(Optimizer):
         inner_kwargs: dict[str, Any] | None = None,
         seed: int | None = None,
         check_finite: bool = True,
+        convention: str = "paper",
+        outer_gamma_scaled: bool = False,
     ):
+        _check_convention(convention)
+        _check_outer_gamma_scaled(outer_gamma_scaled)
         check.non_negative("lr", lr)
         check.non_negative("inner_lr", inner_lr)
         check.positive_int("inner_steps", inner_steps)
@@ -157,6 +220,8 @@ class EntropySGD(Optimizer):
             gamma=gamma,
             alpha=alpha,
             noise=noise,
+            convention=convention,
+            outer_gamma_scaled=outer_gamma_scaled,
             **{k: v for k, v in outer_args.items() if k != "lr"},
         )
         super().__init__(params, defaults)
@@ -194,6 +259,7 @@ class EntropySGD(Optimizer):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
+        _check_group(self.param_groups[-1])
         if "inner" in self.__dict__:  # a group added after construction reaches both loops
             start = sum(len(g["params"]) for g in self.param_groups[:-1])
             check.real_dense_params(self.param_groups[-1]["params"], start)
@@ -217,6 +283,9 @@ class EntropySGD(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        for group in self.param_groups:  # pickled before the switches existed
+            group.setdefault("convention", "paper")
+            group.setdefault("outer_gamma_scaled", False)
         self._scratch = None
         if "outer" in self.__dict__:  # re-share after load_state_dict / unpickling
             self.outer.param_groups = self.param_groups
@@ -237,6 +306,10 @@ class EntropySGD(Optimizer):
         inner_sd = state_dict.pop("inner")
         extra = state_dict.pop("entropy_sgd")
         super().load_state_dict(state_dict)
+        for group in self.param_groups:  # saved before the switches existed: today's default
+            group.setdefault("convention", "paper")
+            group.setdefault("outer_gamma_scaled", False)
+            _check_group(group)
         self.outer.load_state_dict(outer_sd)
         self.outer.param_groups = self.param_groups  # one list of groups, ours
         self.inner.load_state_dict(inner_sd)
@@ -292,6 +365,7 @@ class EntropySGD(Optimizer):
         parameter is not finite, everything this call changed (parameters, gradients, inner
         optimizer state, noise generator) is restored before the exception propagates.
         """
+        conventions = [_check_group(g) for g in self.param_groups]  # before changing anything
         steps = {g["inner_steps"] for g in self.param_groups}
         if len(steps) != 1:
             raise ValueError(f"Invalid inner_steps: groups disagree ({sorted(steps)}); one closure")
@@ -306,10 +380,18 @@ class EntropySGD(Optimizer):
                 torch._foreach_copy_(anchors, params)  # w
                 torch._foreach_copy_(means, params)  # μ
         saved = self._snapshot()
-        for inner_group, group in zip(self.inner.param_groups, self.param_groups, strict=True):
+        for inner_group, group, convention in zip(
+            self.inner.param_groups, self.param_groups, conventions, strict=True
+        ):
             inner_group["lr"] = group["inner_lr"]
             if "maximize" in inner_group:
                 inner_group["maximize"] = group.get("maximize", False)
+            if convention == "original":
+                # The original code zeroes the inner momentum at every outer step
+                # (python/optim.py:56): the inner optimizer starts afresh from w. After the
+                # snapshot, so that a rolled-back step gets the old state back.
+                for p in group["params"]:
+                    self.inner.state.pop(p, None)
         touched: set[int] = set()
         first_loss = None
         try:
@@ -390,7 +472,8 @@ class EntropySGD(Optimizer):
         if not params:
             self._steps += 1
             return first_loss
-        # Outer update: w ← outer_step(w, g = w − μ). Parameters that never received a
+        # Outer update: w ← outer_step(w, g = w − μ), or g = γ (w − μ) (the local-entropy
+        # gradient itself) with outer_gamma_scaled. Parameters that never received a
         # gradient in the inner loop keep grad None and are skipped, as torch optimizers do.
         # With maximize the outer optimizer negates g, so it is handed μ − w instead.
         torch._foreach_copy_(params, anchors)
@@ -401,6 +484,8 @@ class EntropySGD(Optimizer):
             n = len(group["params"])
             if group.get("maximize"):
                 torch._foreach_neg_(grads[offset : offset + n])
+            if group["outer_gamma_scaled"] and n:
+                torch._foreach_mul_(grads[offset : offset + n], group["gamma"])
             offset += n
         for i in touched:
             params[i].grad = grads[i]
@@ -469,19 +554,32 @@ def _esgd_inner_update(
 ):
     """One SGLD step on every group, in place on ``params`` (the w').
 
-    g' = ∇L(w') + γ (w' − w); w' ← inner_step(w', g'); w' += √η' ε ξ; μ ← α μ + (1 − α) w'.
-    With ``maximize`` the inner optimizer negates g', so the coupling enters as −γ (w' − w):
-    the algorithm then maximizes L exactly as it minimizes −L. Lists are processed with
-    foreach kernels, one call per group.
+    ``convention="paper"``: g' = ∇L(w') + γ (w' − w); w' ← inner_step(w', g');
+    w' += √η' ε ξ; μ ← α μ + (1 − α) w'. With ``maximize`` the inner optimizer negates g', so
+    the coupling enters as −γ (w' − w): the algorithm then maximizes L exactly as it minimizes
+    −L.
+
+    ``convention="original"``: w' ← inner_step(w', ∇L(w')) − η' γ (w'₀ − w) + √(2η') ε ξ,
+    with w'₀ the iterate before this step: the coupling bypasses the inner optimizer (its
+    momentum, its maximize), as the original code adds it after the momentum.
+
+    Lists are processed with foreach kernels, one call per group.
     """
+    after = []  # "original" groups: (inner params, −η'γ, w'₀ − w), applied after inner_step
     for group, idx in zip(groups, live, strict=True):
         gamma = group["gamma"] if gamma_override is None else gamma_override
         if gamma != 0 and idx:
+            ps, ws = [params[i] for i in idx], [anchors[i] for i in idx]
+            if group["convention"] == "original":
+                # w'₀ − w now: the inner step moves w' (and its weight decay reads it first)
+                after.append((ps, -group["inner_lr"] * gamma, torch._foreach_sub(ps, ws)))
+                continue
             # g' += γ (w' − w), as two in-place passes (no temporary the size of the model)
             gamma = -gamma if group.get("maximize") else gamma
-            grads = [params[i].grad for i in idx]
-            esgd_coupling_(grads, [params[i] for i in idx], [anchors[i] for i in idx], gamma)
+            esgd_coupling_([p.grad for p in ps], ps, ws, gamma)
     inner_step()
+    for ps, step, diffs in after:  # w' −= η' γ (w'₀ − w), outside the inner optimizer
+        torch._foreach_add_(ps, diffs, alpha=step)
     _langevin_(groups, live, params, scratch, noise_gens)
     for group, idx in zip(groups, live, strict=True):
         if idx:
@@ -492,14 +590,19 @@ def _esgd_inner_update(
 def _langevin_(groups, live, params, scratch: _Scratch, gens: _rng.DeviceGenerators) -> None:
     """w' += √η' ε ξ with ξ ~ N(0, I), on the parameters that received a gradient.
 
-    ξ is drawn with one ``normal_`` call per (device, dtype) into a flat buffer (kept on
-    CPU), in the order of the groups and parameters. Noise stream change, for the record:
+    Under ``convention="original"`` the scale is √(2η') ε: the original code adds
+    ε/√(η'/2)·ξ to the update direction that it then multiplies by η'. ξ is drawn with one
+    ``normal_`` call per (device, dtype) into a flat buffer (kept on CPU), in the order of
+    the groups and parameters, whatever the convention. Noise stream change, for the record:
     with several groups this is one draw where earlier versions drew once per group; one
     group gives ``torch.randn`` of the flat size, as before.
     """
     buckets: dict[tuple, list[tuple[int, float]]] = {}
     for group, idx in zip(groups, live, strict=True):
-        scale = math.sqrt(group["inner_lr"]) * group["noise"]
+        if group["convention"] == "original":
+            scale = math.sqrt(2.0 * group["inner_lr"]) * group["noise"]
+        else:
+            scale = math.sqrt(group["inner_lr"]) * group["noise"]
         if scale != 0:
             for i in idx:
                 p = params[i]
@@ -515,3 +618,19 @@ def _langevin_(groups, live, params, scratch: _Scratch, gens: _rng.DeviceGenerat
                 end += 1
             langevin_(ps[start:end], pieces[start:end], scale)
             start = end
+
+
+def _check_convention(convention: Any) -> str:
+    return check.choice("convention", convention, _CONVENTIONS)
+
+
+def _check_outer_gamma_scaled(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"Invalid outer_gamma_scaled: {value!r} (expected True or False)")
+    return value
+
+
+def _check_group(group: dict[str, Any]) -> str:
+    """Validate a group's switches (they may be edited like ``lr``); return its convention."""
+    _check_outer_gamma_scaled(group["outer_gamma_scaled"])
+    return _check_convention(group["convention"])
