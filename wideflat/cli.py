@@ -293,7 +293,10 @@ def _add_demo(sub) -> None:
         "interrupted",
     )
     demo.add_argument("--epochs", type=positive_int, default=30, help="gradient budget in epochs")
-    demo.add_argument("--seed", type=seed, default=0, help="seed for data, init and minibatches")
+    demo.add_argument("--seed", type=seed, default=0, help="first seed (data, init, minibatches)")
+    demo.add_argument(
+        "--seeds", type=positive_int, default=5, help="seeds run (SEED, SEED+1, ...): mean ± s.e."
+    )
     demo.add_argument("--methods", nargs="+", default=["sgd", "esgd", "rsgd"], help="subset to run")
     demo.add_argument("--out", help="also write the results as JSON to this file")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -301,22 +304,42 @@ def _add_demo(sub) -> None:
 
 def _run_demo(args: argparse.Namespace) -> int:
     from ._io import check_output_file, write_json_atomic
-    from .experiments.demo import METHODS, DemoConfig, format_table, run_method
+    from .experiments.demo import (
+        METHODS,
+        DemoConfig,
+        format_summary,
+        format_table,
+        reading,
+        run_method,
+        summarize,
+    )  # fmt: skip
 
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r} (choose from {', '.join(METHODS)})")
-    cfg = DemoConfig(epochs=args.epochs, seed=args.seed)
+    seeds = [args.seed + i for i in range(args.seeds)]
+    configs = {s: DemoConfig(epochs=args.epochs, seed=s) for s in seeds}  # checks every seed
+    cfg = configs[seeds[0]]
     out = check_output_file(args.out) if args.out else None  # before the training, not after
     print(
         f"wideflat demo: teacher-student classification, {cfg.n_train} training points "
-        f"({cfg.label_noise:.0%} noisy labels), equal budget of {cfg.epochs} epochs of gradients"
+        f"({cfg.label_noise:.0%} noisy labels), equal budget of {cfg.epochs} epochs of gradients, "
+        f"{len(seeds)} seed(s)"
     )
-    results = [run_method(m, cfg, progress=not args.no_progress) for m in args.methods]
-    print(format_table(results))
-    print("rSGD is measured at its center; dE = local energy (train error increase) at sigma=0.5.")
+    by_seed = {
+        s: [run_method(m, configs[s], progress=not args.no_progress) for m in args.methods]
+        for s in seeds
+    }
+    summary = summarize(by_seed)
+    if len(seeds) == 1:
+        print(format_table(by_seed[seeds[0]]))
+    else:
+        print(format_summary(summary))
+    print("\n".join(reading(summary)))
     if out is not None:
-        write_json_atomic(out, {"config": asdict(cfg), "results": [asdict(r) for r in results]})
+        results = [asdict(r) for s in seeds for r in by_seed[s]]
+        write_json_atomic(out, {"config": asdict(cfg), "seeds": seeds, "results": results,
+                                "summary": summary})  # fmt: skip
         print(f"results written to {out}")
     return 0
 

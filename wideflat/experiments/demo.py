@@ -22,8 +22,8 @@ from ..flatness import local_energy
 from ..optim import EntropySGD, ExponentialGamma, ReplicatedSGD, auto_gamma0_rsgd
 from . import methods
 
-__all__ = ["METHODS", "DemoConfig", "DemoResult", "format_table", "run_method", "student",
-           "teacher_data"]  # fmt: skip
+__all__ = ["METHODS", "DemoConfig", "DemoResult", "format_table", "reading", "run_method",
+           "student", "summarize", "teacher_data"]  # fmt: skip
 
 METHODS = ("sgd", "esgd", "rsgd")
 
@@ -166,3 +166,92 @@ def format_table(results: list[DemoResult]) -> str:
             f"{r.delta_error:>8.3f} ± {r.delta_error_se:.3f} {r.seconds:>7.1f}"
         )
     return "\n".join(rows)
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, (var / n) ** 0.5
+
+
+def summarize(by_seed: dict[int, list[DemoResult]]) -> dict[str, dict]:
+    """Per method over seeds: mean ± standard error of the errors and δE, and the paired
+    differences to SGD (same seed: same data and initialization) with the number of seeds
+    where the method is lower. ``by_seed`` maps each seed to its runs (one per method)."""
+    table = {(seed, r.method): r for seed, runs in by_seed.items() for r in runs}
+    seeds = list(by_seed)
+    methods = list(dict.fromkeys(r.method for runs in by_seed.values() for r in runs))
+    out: dict[str, dict] = {}
+    for m in methods:
+        runs = [table[(s, m)] for s in seeds]
+        row: dict = {
+            "seeds": len(runs),
+            "train_error": _mean_se([r.train_error for r in runs]),
+            "test_error": _mean_se([r.test_error for r in runs]),
+            "delta_error": _mean_se([r.delta_error for r in runs]),
+        }
+        if m != "sgd" and "sgd" in methods:
+            base = [table[(s, "sgd")] for s in seeds]
+            d_test = [r.test_error - b.test_error for r, b in zip(runs, base, strict=True)]
+            d_flat = [r.delta_error - b.delta_error for r, b in zip(runs, base, strict=True)]
+            row["test_error_vs_sgd"] = _mean_se(d_test)
+            row["delta_error_vs_sgd"] = _mean_se(d_flat)
+            row["seeds_lower_test_error"] = sum(d < 0 for d in d_test)
+            row["seeds_flatter"] = sum(d < 0 for d in d_flat)
+        out[m] = row
+    return out
+
+
+def _pm(pair: tuple[float, float], digits: int = 3) -> str:
+    mean, se = pair
+    return f"{mean:.{digits}f} ± {se:.{digits}f}" if se == se else f"{mean:.{digits}f}"
+
+
+def format_summary(summary: dict[str, dict]) -> str:
+    """The table over seeds: mean ± standard error, and paired differences to SGD."""
+    head = (f"{'method':<6} {'train err':>15} {'test err':>15} {'vs SGD (lower)':>21} "
+            f"{'dE(s=0.5)':>15} {'vs SGD (flatter)':>22}")  # fmt: skip
+    rows = [head, "-" * len(head)]
+    for m, r in summary.items():
+        n = r["seeds"]
+        vs_test = vs_flat = "-"
+        if "test_error_vs_sgd" in r:
+            vs_test = f"{r['test_error_vs_sgd'][0]:+.3f} ({r['seeds_lower_test_error']}/{n})"
+            vs_flat = f"{r['delta_error_vs_sgd'][0]:+.3f} ({r['seeds_flatter']}/{n})"
+        rows.append(
+            f"{m:<6} {_pm(r['train_error']):>15} {_pm(r['test_error']):>15} {vs_test:>21} "
+            f"{_pm(r['delta_error']):>15} {vs_flat:>22}"
+        )
+    return "\n".join(rows)
+
+
+def reading(summary: dict[str, dict]) -> list[str]:
+    """How to read the table, with what it shows for each method, from the numbers."""
+    n = next(iter(summary.values()))["seeds"]
+    lines = [
+        f"How to read: mean ± standard error over {n} seeds (same data and initialization per "
+        "seed for every method). dE = training-error increase under multiplicative weight "
+        "noise of 50 %: lower = flatter. 'vs SGD' = paired difference, and in how many seeds "
+        "the method was lower. rSGD is measured at its center.",
+    ]
+    for m, r in summary.items():
+        if "test_error_vs_sgd" not in r:
+            continue
+        d_test, se_test = r["test_error_vs_sgd"]
+        d_flat, se_flat = r["delta_error_vs_sgd"]
+        better = d_test < 0 and (se_test != se_test or d_test + 2 * se_test < 0)
+        flatter = d_flat < 0 and (se_flat != se_flat or d_flat + 2 * se_flat < 0)
+        if better and flatter:
+            verdict = "flatter and lower test error than SGD (> 2 s.e.): the paper's effect"
+        elif flatter:
+            verdict = "flatter than SGD, but its test error is not lower by more than 2 s.e."
+        elif better:
+            verdict = "lower test error than SGD, but not flatter by more than 2 s.e."
+        else:
+            verdict = ("neither flatter nor better than SGD by more than 2 s.e.: the paper's "
+                       "effect does not show for it in this setting")  # fmt: skip
+        lines.append(f"  {m}: {verdict}.")
+    return lines
