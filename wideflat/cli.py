@@ -131,6 +131,11 @@ _RUN_FLAGS = [
     ("energy_epochs", non_negative_int, "epochs to measure δE", {"nargs": "*"}),
     ("deterministic", None, "torch.use_deterministic_algorithms(True)",
      {"action": argparse.BooleanOptionalAction}),
+    ("flatness_protocol", None, "fixed: dE on --set energy_subset clean training images; paper: "
+     "on the whole training set with its augmentation, 100 draws unless energy_samples is set",
+     {"choices": ["fixed", "paper"]}),
+    ("energy_at_train_error", float, "also measure dE when the train error first falls to each "
+     "of these fractions (matched-error comparison)", {"nargs": "+", "metavar": "ERR"}),
     ("stop_at_collapse", float, "stop after the epoch whose collapse quantity (rSGD: mean "
      "replica-center distance, eSGD: d(w, mu)) is below TOL; alone: the paper's 1e-8",
      {"nargs": "?", "const": 1e-8, "metavar": "TOL"}),
@@ -204,7 +209,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
                 f"Invalid --set {name}={out[name]!r}: {name} is also given by {flag} (give it once)"
             )
         out[name] = tuple(value) if isinstance(value, list) else value
+    if out.get("flatness_protocol") == "paper" and "energy_samples" not in out:
+        out["energy_samples"] = PAPER_ENERGY_SAMPLES
     return out
+
+
+# The paper measures δE_train with 100-1000 draws per σ (§6); its protocol here takes the low end.
+PAPER_ENERGY_SAMPLES = 100
 
 
 def _add_train(sub) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
+from .. import _rng
 from .._bn import has_bn, recompute_bn
 from ..data import Augment, DatasetError, channel_stats, dataset_info, list_datasets, load_dataset
 from ..data import normalize as _normalize
@@ -156,6 +157,20 @@ def load_data(cfg: TrainConfig, device: torch.device) -> Data:
         test=normalised(xt, tt),
         energy=normalised(x[: cfg.energy_subset], t[: cfg.energy_subset]),
     )
+
+
+@torch.no_grad()
+def augmented_copy(cfg: TrainConfig, data: Data, transform: Augment):
+    """The whole training set passed once through the training augmentation, with a
+    generator of its own (seeded from the run's seed), normalised: the data δE sees under
+    ``flatness_protocol="paper"`` (the paper measures on the training set it trains on)."""
+    gen = torch.Generator(device=data.x.device).manual_seed(_rng.derive_seed(cfg.seed, 0xE))
+    pieces = []
+    for i in range(0, len(data.x), cfg.eval_batch):
+        x = data.x[i : i + cfg.eval_batch]
+        x = x.to(torch.float32) / 255.0 if x.dtype == torch.uint8 else x.float()
+        pieces.append(transform(x.unsqueeze(1) if x.ndim == 3 else x, gen))  # as the streams do
+    return torch.cat(pieces), data.t
 
 
 def build_model(cfg: TrainConfig, data: Data, device: torch.device) -> nn.Module:
@@ -431,6 +446,8 @@ def build(cfg: TrainConfig, device: torch.device, *, fresh: bool = True) -> Run:
         )
     except (ValueError, ImportError) as e:  # ImportError: AutoAugment without torchvision
         raise RunError(str(e)) from None
+    if cfg.flatness_protocol == "paper":
+        data = replace(data, energy=augmented_copy(cfg, data, transform))
     streams = replica_streams(
         data.x,
         data.t,

@@ -95,6 +95,7 @@ def _tabulate(
         ("test_error.png", plots.plot_test_error),
         ("local_energy.png", plots.plot_energy),
         ("collapse.png", plots.plot_collapse),
+        ("local_energy_matched.png", plots.plot_energy_matched),
     ):
         try:
             fn(runs, out / name, title=preset)

@@ -247,6 +247,16 @@ class TrainConfig:
     )  # σ grid
     energy_samples: int = _bound(20, _int(1))  # perturbations per σ
     energy_subset: int = _bound(2000, _int(1))  # training examples per evaluation of E_train
+    # "fixed": δE on the first energy_subset clean training images; "paper": on the whole
+    # training set with the training augmentation (one fixed augmented copy), as §6 measures
+    flatness_protocol: str = _bound("fixed", _choice(("fixed", "paper")))
+    # also measure δE when the train error first falls to each of these (matched-error
+    # comparison between methods), and once the train loss is stationary (relative change
+    # over the last two epochs below energy_at_stationary; 0 = off)
+    energy_at_train_error: tuple[float, ...] = _bound(
+        (), _each(_real(high=1.0), lambda cfg: "a fraction in [0, 1]")
+    )
+    energy_at_stationary: float = _bound(0.0, _real())
     # run
     # stop once the collapse quantity (rSGD: mean replica–center distance ½‖w_a − w̄‖²; eSGD:
     # d(w, μ) = ½‖w − μ‖²) is below this at the end of an epoch (0 = off; the paper: 1e-8)
@@ -316,7 +326,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"Invalid config field: {unknown[0]!r}")
         data = dict(data)
-        for key in ("energy_epochs", "energy_sigmas"):
+        for key in ("energy_epochs", "energy_sigmas", "energy_at_train_error"):
             if key in data:
                 data[key] = tuple(data[key])
         if "model_kwargs" in data:
@@ -362,6 +372,9 @@ def config_hash(cfg: TrainConfig) -> str:
 # a run started before they existed resumes under the same hash.
 _ADDED_LATER: dict[str, Any] = {
     "stop_at_collapse": 0.0,
+    "flatness_protocol": "fixed",
+    "energy_at_train_error": [],
+    "energy_at_stationary": 0.0,
     "convention": "paper",
     "outer_gamma_scaled": False,
 }

@@ -10,6 +10,8 @@ backend), matplotlib being imported only when a figure is drawn.
   paper's Table 1, with wall clock, throughput and a "check" column: flagged runs get a †
   and a footnote naming the run and the reason.
 * :func:`plot_test_error`: Fig. 2, test error vs (rescaled) epoch, mean ± std over seeds.
+* :func:`plot_energy_matched`: δE_train(σ) measured when each run first reached a given
+  training error (or a stationary loss), the paper's comparison at matched training error.
 * :func:`plot_collapse`: the stopping quantities (replica–center distance, d(w, μ)) and
   rSGD's center, replica and ensemble test errors over epochs.
 * :func:`plot_energy`: Figs. 3–5, δE_train vs σ per method, one panel per measured epoch;
@@ -52,6 +54,7 @@ __all__ = [
     "format_table",
     "plot_energy",
     "plot_collapse",
+    "plot_energy_matched",
     "plot_test_error",
     "run_flags",
     "summary_rows",
@@ -77,6 +80,8 @@ class RunRecord:
     summary: dict = field(default_factory=dict)
     metrics: list[dict] = field(default_factory=list)
     energy: dict[int, dict] = field(default_factory=dict)  # epoch → profile JSON dict
+    # trigger name (train-error-0.01, stationary) → profile JSON dict
+    triggered: dict[str, dict] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)  # why it is not a result (flag_runs)
 
 
@@ -100,10 +105,14 @@ def collect_runs(folder: str | os.PathLike) -> list[RunRecord]:
             record = json.loads((path / "run.json").read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        energy = {}
-        for f in sorted((path / "energy").glob("epoch-*.json")):
+        energy, triggered = {}, {}
+        for f in sorted((path / "energy").glob("*.json")):
             try:
-                energy[int(f.stem.split("-")[1])] = json.loads(f.read_text())
+                profile = json.loads(f.read_text())
+                if f.stem.startswith("epoch-"):
+                    energy[int(f.stem.split("-")[1])] = profile
+                else:
+                    triggered[f.stem] = profile
             except (OSError, ValueError, json.JSONDecodeError):
                 continue
         runs.append(
@@ -115,6 +124,7 @@ def collect_runs(folder: str | os.PathLike) -> list[RunRecord]:
                 summary=record.get("summary") or {},
                 metrics=read_jsonl(path / "metrics.jsonl"),
                 energy=energy,
+                triggered=triggered,
             )
         )
     return runs
@@ -313,13 +323,14 @@ def _draw_over_epochs(ax, runs: list[RunRecord], value, suffix: str = "") -> boo
     return drawn
 
 
-def _draw_energy(ax, runs: list[RunRecord], epoch: int) -> None:
-    """One Fig. 3 panel (the profiles measured after ``epoch``) on ``ax``."""
+def _draw_energy(ax, runs: list[RunRecord], epoch, *, triggered: bool = False) -> None:
+    """One Fig. 3 panel (the profiles measured after ``epoch``, or by the trigger named
+    ``epoch`` with ``triggered``) on ``ax``."""
     for label in sorted({r.label for r in runs}, key=_sort_key):
         for group, flagged in _groups(runs, label):
             curves, sigmas = [], None
             for r in group:
-                prof = r.energy.get(epoch)
+                prof = (r.triggered if triggered else r.energy).get(epoch)
                 if not prof:
                     continue
                 s = [_num(x) for x in prof.get("sigmas", [])]
@@ -357,6 +368,32 @@ def plot_test_error(runs: list[RunRecord], path: str | os.PathLike, *, title: st
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+    return path
+
+
+def plot_energy_matched(runs: list[RunRecord], path: str | os.PathLike, *, title: str = "") -> Path:
+    """δE_train(σ) (%) measured when each run first reached a training error (or a
+    stationary loss), a panel per trigger: the paper's matched-error comparison."""
+    path = Path(path)
+    names = sorted({n for r in runs for n in r.triggered})
+    fig = _figure((4.5 * max(len(names), 1), 3.8))
+    axes = np.atleast_1d(fig.subplots(1, max(len(names), 1)))
+    for ax, name in zip(axes, names, strict=False):
+        _draw_energy(ax, runs, name, triggered=True)
+        what = name.replace("train-error-", "train error ≤ ")
+        ax.set_title(f"at {what}" if name != "stationary" else "at a stationary train loss")
+        ax.set_xlabel("σ (multiplicative)")
+        ax.set_ylabel("δE_train (%), lower = flatter")
+        ax.grid(alpha=0.3)
+        _legend(ax, runs, loc="upper center", bbox_to_anchor=(0.5, -0.3))
+    if not names:
+        axes[0].text(0.5, 0.5, "no matched-error profiles (energy_at_train_error)",
+                     ha="center", va="center", transform=axes[0].transAxes)  # fmt: skip
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     return path
 
 

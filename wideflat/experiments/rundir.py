@@ -6,6 +6,8 @@
                             failed | interrupted, with "error") and the summary
         metrics.jsonl       one strict-JSON row per epoch (NaN as null, named in "nonfinite")
         energy/epoch-0005.json   local-energy profiles δE(σ) (LocalEnergyProfile.to_json)
+        energy/train-error-0.01.json  ... measured when the train error first fell to 1 %
+        energy/stationary.json   ... measured when the train loss stopped moving
         checkpoints/step-…/      atomic, verified checkpoints (wideflat.experiments.checkpoint)
 
 :class:`RunFolder` writes it; :func:`read_metrics` and :func:`run_status` read it; the resume
@@ -272,10 +274,13 @@ class RunFolder:
         with self.metrics.open("a") as f:
             f.write(row_json(row) + "\n")
 
-    def energy_file(self, epoch: int) -> Path:
-        """Where the local-energy profile measured after ``epoch`` goes (folder created)."""
+    def energy_file(self, epoch: int | None = None, *, name: str | None = None) -> Path:
+        """Where the local-energy profile measured after ``epoch`` goes, or the one a
+        trigger named ``name`` measured (``train-error-0.01``, ``stationary``); the folder is
+        created."""
         (self.path / "energy").mkdir(exist_ok=True)
-        return self.path / "energy" / f"epoch-{epoch:04d}.json"
+        file = f"epoch-{epoch:04d}.json" if name is None else f"{name}.json"
+        return self.path / "energy" / file
 
     def stop(self, error: BaseException) -> None:
         """Mark run.json ``failed`` (``interrupted`` for Ctrl-C) with the error's one line."""

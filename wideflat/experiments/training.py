@@ -28,6 +28,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -104,9 +105,10 @@ def train(
     folder.begin(_record(run, chash), rows)  # from here on the folder is ours
     bar = tqdm(total=run.total_steps, initial=step, desc=f"{run_label(cfg)} s{cfg.seed}",
                disable=not progress, leave=False)  # fmt: skip
+    triggers = _Triggers(cfg, folder, [r["train_loss"] for r in rows if "train_loss" in r])
     try:
         if start == 0 and 0 in cfg.energy_epochs:
-            _measure_energy(run, folder, 0)
+            _measure_energy(run, folder.energy_file(0))
         for epoch in range(start + 1, cfg.epochs + 1):
             row = _train_epoch(run, epoch, step, seconds, bar.update)
             step, seconds = row["step"], row["train_seconds"]
@@ -118,9 +120,12 @@ def train(
                 row["stop"] = collapsed
                 if "test_error" not in row:
                     _evaluate(run, row)  # a run that stops is evaluated at its last epoch
+            for name in triggers.fired(row):  # matched training error, stationary loss
+                _measure_energy(run, folder.energy_file(name=name))
+                row.setdefault("energy_measured", []).append(name)
             folder.append(row)
             if epoch in cfg.energy_epochs:
-                _measure_energy(run, folder, epoch)
+                _measure_energy(run, folder.energy_file(epoch))
             save_checkpoint(folder.path / "checkpoints", step, run.state_dict(epoch, step, seconds),
                             config_hash=chash, config=folder.record["config"])  # fmt: skip
             if collapsed:
@@ -225,7 +230,36 @@ def _evaluate(run: Run, row: dict) -> None:
     row["eval_seconds"] = time.perf_counter() - began
 
 
-def _measure_energy(run: Run, folder: RunFolder, epoch: int) -> None:
+class _Triggers:
+    """When δE is measured besides the fixed epochs: the first evaluated epoch whose train
+    error is ≤ each of ``energy_at_train_error`` (files ``energy/train-error-X.json``), and
+    the first epoch where the train loss is stationary (``energy/stationary.json``): its
+    relative change over the last two epochs is below ``energy_at_stationary``. A measurement
+    whose file exists (a resumed run) is not repeated."""
+
+    def __init__(self, cfg: TrainConfig, folder: RunFolder, losses: list[float]):
+        self.cfg, self.folder, self.losses = cfg, folder, list(losses)
+
+    def _done(self, name: str) -> bool:
+        return (self.folder.path / "energy" / f"{name}.json").exists()
+
+    def fired(self, row: dict) -> list[str]:
+        names = []
+        self.losses.append(row["train_loss"])
+        if "train_error" in row:
+            for threshold in sorted(self.cfg.energy_at_train_error, reverse=True):
+                name = f"train-error-{threshold + 0.0:g}"  # + 0.0: no "-0"
+                if row["train_error"] <= threshold and not self._done(name):
+                    names.append(name)
+        tol = self.cfg.energy_at_stationary
+        if tol > 0 and len(self.losses) >= 3 and not self._done("stationary"):
+            before, now = self.losses[-3], self.losses[-1]
+            if before > 0 and abs(now - before) / before < tol:
+                names.append("stationary")
+        return names
+
+
+def _measure_energy(run: Run, path: Path) -> None:
     cfg = run.cfg
     profile = local_energy(
         run.eval_model(),
@@ -236,7 +270,7 @@ def _measure_energy(run: Run, folder: RunFolder, epoch: int) -> None:
         batch_size=cfg.eval_batch,
         progress=False,
     )
-    profile.to_json(folder.energy_file(epoch))
+    profile.to_json(path)
 
 
 def _record(run: Run, chash: str) -> dict:
