@@ -217,6 +217,9 @@ class TrainConfig:
     lr_schedule: str = _bound("constant", _str())  # see wideflat.experiments.schedules
     warmup_epochs: float = _bound(0.0, _real())  # linear warm-up length, epochs
     warmup_lr: float = _bound(0.0, _real())  # learning rate at the start of the warm-up
+    # "linear": ramp from warmup_lr to the schedule; "step": warmup_lr until warmup_epochs, then
+    # the schedule (ResNet-110: "0.01, then 0.1 after one epoch", He et al.)
+    warmup_kind: str = _bound("linear", _choice(("linear", "step")))
     # Entropy-SGD
     inner_lr: float = _bound(0.02, _real())  # SGLD learning rate η'
     inner_steps: int = _bound(5, _int(1))  # L, minibatch gradients per outer step
@@ -229,6 +232,10 @@ class TrainConfig:
     # Replicated-SGD
     y: int = _bound(3, _int(1))  # number of replicas
     coupling_every: int = _bound(10, _int(1))  # K, steps between couplings
+    # from data epoch coupling_switch_epoch on, K = coupling_every_after (0 = never; the
+    # paper's PyramidNet rows switch K 10 → 3 at epoch 220)
+    coupling_every_after: int = _bound(0, _int(0))
+    coupling_switch_epoch: float = _bound(0.0, _real())
     engine: str = _bound("loop", _choice(ENGINES))
     # focusing (eSGD, rSGD)
     gamma: str = _bound("exp:auto:x1e4", _str())  # see wideflat.experiments.schedules
@@ -347,6 +354,8 @@ def lr_at(cfg: TrainConfig, epoch: float) -> float:
     """
     lr = cfg.lr * cfg.lr_spec.factor_at(epoch, cfg.epochs)
     if epoch < cfg.warmup_epochs:
+        if cfg.warmup_kind == "step":
+            return cfg.warmup_lr
         lr = cfg.warmup_lr + (lr - cfg.warmup_lr) * epoch / cfg.warmup_epochs
     return lr
 
@@ -372,6 +381,9 @@ def config_hash(cfg: TrainConfig) -> str:
 # a run started before they existed resumes under the same hash.
 _ADDED_LATER: dict[str, Any] = {
     "stop_at_collapse": 0.0,
+    "warmup_kind": "linear",
+    "coupling_every_after": 0,
+    "coupling_switch_epoch": 0.0,
     "flatness_protocol": "fixed",
     "energy_at_train_error": [],
     "energy_at_stationary": 0.0,

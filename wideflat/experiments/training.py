@@ -144,6 +144,9 @@ def _train_epoch(run: Run, epoch: int, step: int, seconds: float, tick: Callable
     evaluation). A non-finite loss raises :class:`NonFiniteRunError` naming the step."""
     cfg = run.cfg
     run.trained.train()
+    if cfg.coupling_every_after and epoch - 1 >= cfg.coupling_switch_epoch:
+        for group in run.opt.param_groups:  # the K switch (PyramidNet rows: 10 → 3 at 220)
+            group["coupling_every"] = cfg.coupling_every_after
     losses = []
     began = time.perf_counter()
     for _ in range(run.epoch_steps):
