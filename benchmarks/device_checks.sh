@@ -16,4 +16,8 @@ log="${OUT:-/tmp}/device-checks.log"
   timeout 120 python3 benchmarks/optim_overhead.py --device cuda --rounds 15
   echo "== local energy: vmap-batched perturbations vs a loop, on the GPU"
   timeout 120 python3 benchmarks/flatness.py --quick
+  echo "== Hessian-vector product / gradient on the GPU (target <= 2.5)"
+  timeout 90 python3 benchmarks/hessian.py --device cuda --rounds 7
+  echo "== committee engine: training FLOP rate / sgemm on the GPU (target >= 0.5)"
+  timeout 90 python3 benchmarks/committee_batching.py --device cuda --reps 5
 } 2>&1 | tee "$log"

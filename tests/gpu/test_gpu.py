@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,35 @@ def test_on_device_augmentation_with_real_autoaugment():
     g = torch.Generator(device=CUDA).manual_seed(0)
     out = aug(x, g)
     assert out.shape == x.shape and out.device.type == "cuda" and torch.isfinite(out).all()
+
+
+def _small_problem(device):
+    g = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(
+            torch.nn.Linear(10, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)
+        )
+    x, t = torch.randn(256, 10, generator=g), torch.randint(0, 3, (256,), generator=g)
+    return model.to(device).double(), (x.to(device).double(), t.to(device))
+
+
+def test_flatness_measures_run_on_cuda_and_agree_with_cpu():
+    """The Hessian, sharpness, PAC-Bayes σ and interpolation on CUDA (issue 12): deterministic
+    quantities agree with the CPU; sampled ones are in range (CUDA noise streams differ)."""
+    from wideflat.flatness import hessian, interpolate, pac_bayes_sigma, sharpness
+
+    cpu_model, cpu_data = _small_problem("cpu")
+    gpu_model, gpu_data = _small_problem(CUDA)
+    h_cpu = hessian(cpu_model, cpu_data, top_k=2, trace=False, progress=False)
+    h_gpu = hessian(gpu_model, gpu_data, top_k=2, trace=False, progress=False)
+    assert h_gpu.eigenvalues == pytest.approx(h_cpu.eigenvalues, rel=1e-6)
+    line_cpu = interpolate(cpu_model, copy.deepcopy(cpu_model).cpu(), cpu_data, 5, progress=False)
+    line_gpu = interpolate(gpu_model, copy.deepcopy(gpu_model), gpu_data, 5, progress=False)
+    assert line_gpu.loss == pytest.approx(line_cpu.loss, rel=1e-9)
+    s = sharpness(gpu_model, gpu_data, 0.05, progress=False)
+    assert 0 <= s.value < 10
+    with warnings.catch_warnings():  # an untrained net may cross the target above sigma_max
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pb = pac_bayes_sigma(gpu_model, gpu_data, samples=8, progress=False)
+    assert pb.sigma > 0
