@@ -106,3 +106,22 @@ def test_plot_energy_matched_draws_a_panel_per_trigger(tmp_path, fashion_root):
     assert path.stat().st_size > 0
     record = json.loads((tmp_path / "study" / "sgd" / "run.json").read_text())
     assert record["config"]["energy_at_train_error"] == [1.0]
+
+
+def test_the_matched_error_table_reports_what_each_run_measured(tmp_path, fashion_root):
+    from wideflat.experiments.comparison import _tabulate
+    from wideflat.experiments.plots import format_matched_table, matched_rows
+
+    for kind in ("sgd", "esgd"):
+        train(tiny(fashion_root, kind, epochs=2, energy_at_train_error=(1.0,)),
+              tmp_path / f"{kind}-s0", progress=False)  # fmt: skip
+    rows = matched_rows(collect_runs(tmp_path))
+    assert [(r["label"], r["trigger"], r["reached"], r["epoch"]) for r in rows] == [
+        ("sgd", "train-error-1", 1, 1.0), ("esgd", "train-error-1", 1, 1.0)]  # fmt: skip
+    for r in rows:
+        prof = LocalEnergyProfile.from_json(tmp_path / f"{r['label']}-s0/energy/train-error-1.json")
+        assert r["delta_error"] == pytest.approx([100 * d for d in prof.delta_error])
+    assert "| train-error-1 | SGD | 1 of 1 | 1.0 |" in format_matched_table(rows)
+    _tabulate(tmp_path, "fashion-smallconvnet", [0], 10, lambda s: None)
+    assert "Flatness at matched training error" in (tmp_path / "summary.md").read_text()
+    assert (tmp_path / "matched.json").is_file()

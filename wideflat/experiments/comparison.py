@@ -89,6 +89,10 @@ def _tabulate(
     rows = plots.summary_rows(runs)
     table = plots.format_table(rows)
     text = f"{preset}: test error over seeds {seeds}\n\n{table}\n"
+    matched = plots.matched_rows(runs)
+    if matched:  # flatness at matched training error (energy_at_train_error)
+        text += f"\nFlatness at matched training error\n\n{plots.format_matched_table(matched)}\n"
+        write_json_atomic(out / "matched.json", matched)
     write_bytes_atomic(out / "summary.md", text.encode())
     write_json_atomic(out / "summary.json", rows)
     for name, fn in (

@@ -51,9 +51,11 @@ __all__ = [
     "RunRecord",
     "collect_runs",
     "flag_runs",
+    "format_matched_table",
     "format_table",
-    "plot_energy",
+    "matched_rows",
     "plot_collapse",
+    "plot_energy",
     "plot_energy_matched",
     "plot_test_error",
     "run_flags",
@@ -211,6 +213,53 @@ def summary_rows(runs: list[RunRecord]) -> list[dict]:
             row[key], row[key + "_std"] = mean, std
         rows.append(row)
     return rows
+
+
+def matched_rows(runs: list[RunRecord]) -> list[dict]:
+    """Per method and trigger (``train-error-X``, ``stationary``): how many runs reached it,
+    the epoch they did (mean ± std), and δE_train (%) at each σ there (mean ± std): the
+    comparison at matched training error."""
+    rows = []
+    names = sorted({n for r in runs for n in r.triggered})
+    for label in sorted({r.label for r in runs}, key=_sort_key):
+        mine = [r for r in runs if r.label == label]
+        for name in names:
+            reached = [r for r in mine if name in r.triggered]
+            epochs = [_num(row.get("epoch")) for r in reached for row in r.metrics
+                      if name in (row.get("energy_measured") or [])]  # fmt: skip
+            row = {"label": label, "trigger": name, "runs": len(mine), "reached": len(reached)}
+            row["epoch"], row["epoch_std"], _ = _mean_std(epochs)
+            sigmas = reached[0].triggered[name].get("sigmas", []) if reached else []
+            row["sigmas"] = [_num(x) for x in sigmas]
+            row["delta_error"], row["delta_error_std"] = [], []
+            for i in range(len(sigmas)):
+                values = [
+                    100 * _num(r.triggered[name].get("delta_error", [])[i])
+                    for r in reached
+                    if len(r.triggered[name].get("delta_error", [])) > i
+                ]
+                mean, std, _ = _mean_std(values)
+                row["delta_error"].append(mean)
+                row["delta_error_std"].append(std)
+            rows.append(row)
+    return rows
+
+
+def format_matched_table(rows: list[dict]) -> str:
+    """A Markdown table of :func:`matched_rows` (δE at the largest σ, lower = flatter)."""
+    lines = [
+        "| trigger | method | reached | at epoch "
+        "| δE_train (%) at the largest σ (lower: flatter) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["trigger"], _sort_key(r["label"]))):
+        sigma = f"σ = {r['sigmas'][-1]:g}: " if r["sigmas"] else ""
+        de = _pm(r["delta_error"][-1], r["delta_error_std"][-1], 2) if r["sigmas"] else "–"
+        lines.append(
+            f"| {r['trigger']} | {LABELS.get(r['label'], r['label'])} | {r['reached']} of "
+            f"{r['runs']} | {_pm(r['epoch'], r['epoch_std'], 1)} | {sigma}{de} |"
+        )
+    return "\n".join(lines)
 
 
 def _pm(mean: float, std: float, digits: int) -> str:
