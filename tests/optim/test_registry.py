@@ -18,7 +18,7 @@ ARGS = {
 @pytest.mark.parametrize("name", list_optimizers())
 def test_every_registered_optimizer_builds_and_steps(name):
     model = LinearModel()
-    opt = create_optimizer(name, model, **ARGS[name])
+    opt = create_optimizer(model, name, **ARGS[name])
     stream = Stream(0)
     batches = iter(lambda: stream.batch(), None)
 
@@ -48,4 +48,31 @@ def test_every_registered_optimizer_builds_and_steps(name):
 
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(ValueError, match="known: " + ", ".join(list_optimizers())):
-        create_optimizer("adamw", LinearModel())
+        create_optimizer(LinearModel(), "adamw")
+
+
+@pytest.mark.parametrize("name", ["sgd", "esgd", "sam"])
+def test_parameters_or_groups_work_like_the_model(name):
+    torch.manual_seed(0)
+    a, b = LinearModel(), LinearModel()
+    b.load_state_dict(a.state_dict())
+    from_model = create_optimizer(a, name, **ARGS[name])
+    groups = [{"params": list(b.parameters())}]
+    from_groups = create_optimizer(groups, name, **ARGS[name])
+    assert type(from_model) is type(from_groups)
+    assert from_model.param_groups[0]["lr"] == from_groups.param_groups[0]["lr"]
+
+
+def test_rsgd_needs_the_module_itself():
+    with pytest.raises(ValueError, match="needs the nn.Module itself"):
+        create_optimizer(LinearModel().parameters(), "rsgd", **ARGS["rsgd"])
+
+
+def test_the_old_argument_order_still_works_with_a_deprecation_warning():
+    torch.manual_seed(0)
+    model = LinearModel()
+    with pytest.warns(DeprecationWarning, match="model first"):
+        old = create_optimizer("sgd", model, lr=0.1)
+    assert type(old) is torch.optim.SGD and old.param_groups[0]["params"][0] is next(
+        model.parameters()
+    )

@@ -60,7 +60,7 @@ def test_one_step_on_a_quadratic_matches_the_hand_computation():
     g = torch.tensor([1.0, 6.0], dtype=torch.float64)
     w_adv = torch.tensor([1.0, 2.0], dtype=torch.float64) + rho * g / math.sqrt(37.0)
     expected = torch.tensor([1.0, 2.0], dtype=torch.float64) - lr * a * w_adv
-    assert float(loss) == pytest.approx(0.5 * (1 + 12))
+    assert float(loss.detach()) == pytest.approx(0.5 * (1 + 12))
     torch.testing.assert_close(w.detach(), expected, rtol=0, atol=1e-12)
 
 
@@ -129,7 +129,7 @@ def test_errors_name_the_problem_and_leave_parameters_untouched():
 
 def test_registered_and_lowers_the_loss():
     model = _net()
-    opt = create_optimizer("sam", model, lr=0.1, rho=0.05, momentum=0.9)
+    opt = create_optimizer(model, "sam", lr=0.1, rho=0.05, momentum=0.9)
     x, t = _batches(1)[0]
     first = float(opt.step(_closure(model, x, t)))
     for _ in range(20):
@@ -236,3 +236,41 @@ def test_closure_raising_at_the_perturbed_point_restores_w(exc):
         opt.step(closure)
     assert all(torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_first_and_second_step_give_the_closure_step_bit_for_bit(adaptive):
+    a, b = _net(), _net()
+    b.load_state_dict(a.state_dict())
+    kw = dict(rho=0.05, adaptive=adaptive, lr=0.1, momentum=0.9, weight_decay=1e-3)
+    one, two = SAM(a.parameters(), **kw), SAM(b.parameters(), **kw)
+    for x, t in _batches(4):
+        one.step(_closure(a, x, t))
+        torch.nn.functional.mse_loss(b(x), t).backward()
+        two.first_step(zero_grad=True)
+        torch.nn.functional.mse_loss(b(x), t).backward()
+        two.second_step(zero_grad=True)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert all(p.grad is None for p in b.parameters())
+
+
+def test_two_call_form_is_guarded():
+    model = _net()
+    opt = SAM(model.parameters(), rho=0.05, lr=0.1)
+    x, t = _batches(1)[0]
+    with pytest.raises(RuntimeError, match="without first_step"):
+        opt.second_step()
+    w = [p.detach().clone() for p in model.parameters()]
+    torch.nn.functional.mse_loss(model(x), t).backward()
+    opt.first_step()
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), w, strict=True))
+    for call in (opt.first_step, opt.state_dict, lambda: opt.step(_closure(model, x, t))):
+        with pytest.raises(RuntimeError, match="first_step|second_step"):
+            call()
+    for p in model.parameters():  # a NaN gradient at w + eps: back to w, no step
+        p.grad = torch.full_like(p, float("nan"))
+    with pytest.raises(NonFiniteLossError, match="w is restored"):
+        opt.second_step()
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), w, strict=True))
+    opt.state_dict()  # usable again

@@ -1,8 +1,9 @@
-"""The optimizer registry: ``list_optimizers()`` and ``create_optimizer(name, model, ...)``."""
+"""The optimizer registry: ``list_optimizers()`` and ``create_optimizer(model, name, ...)``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -15,11 +16,25 @@ from .sam import SAM
 
 __all__ = ["create_optimizer", "list_optimizers"]
 
+
+def _params(target: nn.Module | Iterable) -> Iterable:
+    return target.parameters() if isinstance(target, nn.Module) else target
+
+
+def _rsgd(target: nn.Module | Iterable, **kw: Any) -> Optimizer:
+    if not isinstance(target, nn.Module):
+        raise ValueError(
+            "Invalid model for 'rsgd': ReplicatedSGD copies the module into y replicas, so it "
+            f"needs the nn.Module itself, not its parameters (got {type(target).__name__})"
+        )
+    return ReplicatedSGD(target, **kw)
+
+
 _FACTORIES: dict[str, Callable[..., Optimizer]] = {
-    "sgd": lambda model, **kw: torch.optim.SGD(model.parameters(), **kw),
-    "esgd": lambda model, **kw: EntropySGD(model.parameters(), **kw),
-    "rsgd": lambda model, **kw: ReplicatedSGD(model, **kw),
-    "sam": lambda model, **kw: SAM(model.parameters(), **kw),
+    "sgd": lambda target, **kw: torch.optim.SGD(_params(target), **kw),
+    "esgd": lambda target, **kw: EntropySGD(_params(target), **kw),
+    "rsgd": _rsgd,
+    "sam": lambda target, **kw: SAM(_params(target), **kw),
 }
 
 
@@ -28,17 +43,34 @@ def list_optimizers() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def create_optimizer(name: str, model: nn.Module, **kwargs: Any) -> Optimizer:
-    """Build the optimizer ``name`` for ``model`` with keyword hyper-parameters.
+def create_optimizer(model_or_params: Any, name: Any = None, **kwargs: Any) -> Optimizer:
+    """Build the optimizer ``name`` for a model (or its parameters) with keyword settings.
+
+    The argument order is timm's and pytorch_optimizer's: model (or parameters) first, then
+    the name. The earlier order ``create_optimizer(name, model)`` still works for one
+    release, with a ``DeprecationWarning``. ``"rsgd"`` needs the module itself (it copies
+    it into replicas); the others accept a module or parameters / parameter groups.
 
     Example:
         >>> import torch
-        >>> opt = create_optimizer("rsgd", torch.nn.Linear(2, 1), lr=0.1, y=3, seed=0)
+        >>> opt = create_optimizer(torch.nn.Linear(2, 1), "rsgd", lr=0.1, y=3, seed=0)
         >>> type(opt).__name__
         'ReplicatedSGD'
+        >>> type(create_optimizer(torch.nn.Linear(2, 1).parameters(), "sgd", lr=0.1)).__name__
+        'SGD'
     """
+    if isinstance(model_or_params, str) and not isinstance(name, str):
+        warnings.warn(
+            "create_optimizer(name, model) is deprecated: pass the model first, "
+            "create_optimizer(model, name, ...), as timm and pytorch_optimizer do",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        model_or_params, name = name, model_or_params
     if name not in _FACTORIES:
         raise ValueError(
             f"Invalid optimizer name: {name!r} (known: {', '.join(list_optimizers())})"
         )
-    return _FACTORIES[name](model, **kwargs)
+    if model_or_params is None:
+        raise ValueError(f"Invalid model: None (create_optimizer(model, {name!r}, ...))")
+    return _FACTORIES[name](model_or_params, **kwargs)

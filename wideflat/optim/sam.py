@@ -88,6 +88,15 @@ class SAM(Optimizer):
         ...     return loss
         >>> loss = opt.step(closure)        # loss at w, before the step
 
+    Two-call form (as davda54/sam and pytorch_optimizer), for loops that cannot pass a
+    closure (mixed precision, gradient accumulation, Lightning manual optimization)::
+
+        loss_fn(model(x), t).backward(); opt.first_step(zero_grad=True)   # w → w + ε
+        loss_fn(model(x), t).backward(); opt.second_step(zero_grad=True)  # back to w, step
+
+    It gives the same update as :meth:`step` bit for bit. Between the two calls the
+    parameters are at w + ε; :meth:`state_dict` refuses to save there.
+
     References:
         P. Foret, A. Kleiner, H. Mobahi, B. Neyshabur, "Sharpness-Aware Minimization for
         Efficiently Improving Generalization", ICLR 2021.
@@ -120,6 +129,7 @@ class SAM(Optimizer):
         super().__init__(self.base.param_groups, defaults)
         self.base.param_groups = self.param_groups
         self.base.state = self.state
+        self._at_w: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # first_step's w
 
     def _params(self) -> list[torch.Tensor]:
         return [p for g in self.param_groups for p in g["params"]]
@@ -138,16 +148,88 @@ class SAM(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self._at_w = None
         if "base" in self.__dict__:  # re-share after load_state_dict / unpickling
             self.base.param_groups = self.param_groups
             self.base.state = self.state
 
+    def state_dict(self) -> dict[str, Any]:
+        if self._at_w is not None:
+            raise RuntimeError(
+                "SAM.state_dict between first_step and second_step: the parameters are at "
+                "w + eps; call second_step first"
+            )
+        return super().state_dict()
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._at_w = None
         super().load_state_dict(state_dict)
         self.base.param_groups = self.param_groups
         self.base.state = self.state
         # A state saved before torch added a key (maximize, foreach, fused, ...) lacks it.
         check.fill_group_defaults(self.param_groups, self.defaults)
+
+    @torch.no_grad()
+    def _perturb(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Move each parameter with a gradient to w + ε; return the (parameter, w) pairs.
+        With ``maximize`` ε points the other way. Nothing moves if a gradient is NaN/inf."""
+        params, rhos, adaptive = [], [], []
+        for i, (p, group) in enumerate(self._params_with_groups()):
+            if p.grad is not None:
+                check.dense_grad(i, p.grad)
+                params.append(p)
+                rho = group["rho"]
+                rhos.append(-rho if group.get("maximize") else rho)
+                adaptive.append(group["adaptive"])
+        moved: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if params and any(rhos):
+            grads = [_real(p.grad) for p in params]
+            params = [_real(p.detach()) for p in params]
+            eps = _sam_perturbation(params, grads, rhos, adaptive)
+            for p, e, rho in zip(params, eps, rhos, strict=True):
+                if rho != 0:
+                    # Keep w itself: (w + ε) − ε is not w bit for bit.
+                    moved.append((p, p.clone()))
+                    p.add_(e)
+        return moved
+
+    def first_step(self, zero_grad: bool = False) -> None:
+        """Move to w + ε along the gradients ``backward()`` left at w (the first half of a
+        step); ``zero_grad`` clears them after.
+
+        Raises:
+            RuntimeError: called twice without :meth:`second_step` in between.
+            NonFiniteLossError: a gradient is NaN/inf; nothing moved.
+        """
+        if self._at_w is not None:
+            raise RuntimeError("SAM.first_step called twice: call second_step after first_step")
+        self._at_w = self._perturb()
+        if zero_grad:
+            self._clear_grads()
+
+    def second_step(self, zero_grad: bool = False) -> None:
+        """Return to w and take the base optimizer's step with the gradients ``backward()``
+        left at w + ε (the second half); ``zero_grad`` clears them after.
+
+        Raises:
+            RuntimeError: called without :meth:`first_step` before it.
+            NonFiniteLossError: a gradient at w + ε is NaN/inf; w is restored, no step.
+        """
+        if self._at_w is None:
+            raise RuntimeError("SAM.second_step without first_step: call first_step first")
+        with torch.no_grad():
+            for p, w in self._at_w:
+                p.copy_(w)
+        self._at_w = None
+        grads = [p.grad for p in self._params() if p.grad is not None]
+        if not check.all_finite(grads):
+            self._clear_grads()
+            raise NonFiniteLossError(
+                "non-finite gradient at w + eps; w is restored and nothing was updated"
+            )
+        check.step_without_hooks(self.base)
+        if zero_grad:
+            self._clear_grads()
 
     def _clear_grads(self) -> None:
         for group in self.param_groups:
@@ -169,6 +251,9 @@ class SAM(Optimizer):
             If the closure raises, the parameters are restored before the exception
             propagates; the base optimizer has not stepped.
         """
+        if self._at_w is not None:
+            raise RuntimeError("SAM.step between first_step and second_step: finish with "
+                               "second_step first")  # fmt: skip
         if closure is None:
             raise MissingClosureError(
                 "SAM.step needs a closure that computes the loss on one minibatch and calls "
@@ -182,24 +267,7 @@ class SAM(Optimizer):
             raise NonFiniteLossError(f"non-finite loss {value} at w; nothing was updated")
         moved: list[tuple[torch.Tensor, torch.Tensor]] = []  # (parameter, its w)
         try:
-            with torch.no_grad():
-                params, rhos, adaptive = [], [], []
-                for i, (p, group) in enumerate(self._params_with_groups()):
-                    if p.grad is not None:
-                        check.dense_grad(i, p.grad)
-                        params.append(p)
-                        rho = group["rho"]
-                        rhos.append(-rho if group.get("maximize") else rho)
-                        adaptive.append(group["adaptive"])
-                if params and any(rhos):
-                    grads = [_real(p.grad) for p in params]
-                    params = [_real(p.detach()) for p in params]
-                    eps = _sam_perturbation(params, grads, rhos, adaptive)
-                    for p, e, rho in zip(params, eps, rhos, strict=True):
-                        if rho != 0:
-                            # Keep w itself: (w + ε) − ε is not w bit for bit.
-                            moved.append((p, p.clone()))
-                            p.add_(e)
+            moved = self._perturb()
             self._clear_grads()
             with torch.enable_grad():
                 second = closure()
