@@ -1,4 +1,5 @@
-"""Batch augmentation on the batch's device: random crop with zero padding, flip, Cutout.
+"""Batch augmentation on the batch's device: random crop with zero padding, flip, Cutout,
+Fast AutoAugment.
 
 Every operation works on a whole N×C×H×W batch with tensor ops (no per-image Python loop) and
 draws its randomness from an explicit ``torch.Generator`` on the batch's device, so a seed
@@ -10,6 +11,11 @@ The standard recipe (the paper's CIFAR preprocessing, appendix C): random crop w
 of zero padding (8 for Tiny ImageNet) and horizontal flip on pixels in [0, 1]; then
 normalization by the training mean/std; then optional Cutout, whose zeroed square then equals
 the mean pixel (as in DeVries & Taylor's code, where Cutout follows ``Normalize``).
+
+AutoAugment: torchvision's learned policies (optional torchvision), or Fast AutoAugment's
+published ImageNet policy (``"fast-imagenet"``, the paper's Tiny ImageNet recipe), which is
+re-implemented in pure torch, op for op, from kakaobrain/fast-autoaugment
+(:mod:`~wideflat.data.fast_autoaugment`).
 """
 
 from __future__ import annotations
@@ -24,10 +30,13 @@ from wideflat import _validate as check
 from wideflat._optional import import_optional
 
 __all__ = [
+    "AUTOAUGMENT_POLICIES",
+    "FAST_AUTOAUGMENT_POLICIES",
     "Augment",
     "apply_crop",
     "apply_cutout",
     "apply_flip",
+    "autoaugment",
     "channel_stats",
     "cutout",
     "normalize",
@@ -306,24 +315,39 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
     return (x - mean[:, None, None]) / std[:, None, None]
 
 
-AUTOAUGMENT_POLICIES = ("cifar10", "imagenet", "svhn")
+TORCHVISION_POLICIES = ("cifar10", "imagenet", "svhn")
+FAST_AUTOAUGMENT_POLICIES = ("fast-imagenet",)
+AUTOAUGMENT_POLICIES = TORCHVISION_POLICIES + FAST_AUTOAUGMENT_POLICIES
 
 
 def autoaugment(policy: str) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
-    """torchvision's AutoAugment (Cubuk et al., 2019) as a batch transform ``f(x, generator)``.
+    """An AutoAugment-style policy as a batch transform ``f(x, generator)``.
 
-    Needs the optional torchvision (``pip install 'wideflat[vision]'``). AutoAugment picks a
-    sub-policy per image, so unlike the other steps here it loops over the images; its random
-    draws come from a seed taken from ``generator`` (reproducible, the global RNG untouched).
-    Works on float batches in [0, 1] (quantized to 8 bits, as the policies expect).
+    ``"cifar10"``, ``"imagenet"``, ``"svhn"``: torchvision's AutoAugment (Cubuk et al., 2019)
+    with its learned policies. Needs the optional torchvision (``pip install
+    'wideflat[vision]'``). AutoAugment picks a sub-policy per image, so unlike the other steps
+    here it loops over the images; its random draws come from a seed taken from ``generator``
+    (reproducible, the global RNG untouched).
+
+    ``"fast-imagenet"``: Fast AutoAugment's published ImageNet policy, in pure torch on the
+    batch's device (:func:`fast_autoaugment`; no torchvision needed).
+
+    Both work on float batches in [0, 1] (quantized to 8 bits, as the policies expect).
 
     Args:
-        policy: ``"cifar10"``, ``"imagenet"`` or ``"svhn"`` (torchvision's learned policies).
+        policy: one of :data:`AUTOAUGMENT_POLICIES`.
+
+    Raises:
+        ValueError: an unknown policy name.
     """
     if policy not in AUTOAUGMENT_POLICIES:
         raise ValueError(
             f"Invalid autoaugment policy: {policy!r} (expected one of {AUTOAUGMENT_POLICIES})"
         )
+    if policy in FAST_AUTOAUGMENT_POLICIES:
+        from .fast_autoaugment import fast_autoaugment  # its table is large: load on use
+
+        return fast_autoaugment(policy)
     transforms = import_optional("torchvision.transforms", "AutoAugment")
     op = transforms.AutoAugment(getattr(transforms.AutoAugmentPolicy, policy.upper()))
 
@@ -344,12 +368,17 @@ class Augment:
     """The standard batch recipe: crop (zero padding) → flip → AutoAugment → normalize → Cutout.
 
     Calling it on a float batch in [0, 1] (or a uint8 batch, converted first) returns the
-    augmented, normalized float batch. Each step is skipped when switched off.
+    augmented, normalized float batch. Each step is skipped when switched off. A Fast
+    AutoAugment policy (``"fast-imagenet"``) runs first, on the uncropped image, as the
+    source inserts it at the head of its training transform (``data.py``,
+    ``transform_train.transforms.insert(0, Augmentation(...))``).
 
     Attributes:
         padding: zero padding of the random crop (4 for CIFAR, 8 for Tiny ImageNet; 0 = off).
         flip: random horizontal flip with probability 1/2.
-        autoaugment: an AutoAugment policy name (needs torchvision; "" = off).
+        autoaugment: a policy of :data:`AUTOAUGMENT_POLICIES` ("" = off): torchvision's
+            AutoAugment ("cifar10", "imagenet", "svhn"; needs torchvision) or Fast
+            AutoAugment's published ImageNet policy ("fast-imagenet", pure torch).
         cutout: side of the Cutout square (0 = off).
         mean: per-channel mean for normalization (None = no normalization).
         std: per-channel std.
@@ -363,7 +392,7 @@ class Augment:
 
     padding: int = 4  # pixels
     flip: bool = True
-    autoaugment: str = ""  # "cifar10" | "imagenet" | "svhn"; "" = off (needs torchvision)
+    autoaugment: str = ""  # "cifar10" | "imagenet" | "svhn" | "fast-imagenet"; "" = off
     cutout: int = 0  # pixels; 0 = off
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
@@ -386,11 +415,14 @@ class Augment:
         _check_generator(generator, x, "Augment")
         if x.dtype == torch.uint8:
             x = x.to(torch.float32) / 255.0
+        fast = self.autoaugment in FAST_AUTOAUGMENT_POLICIES
+        if self._autoaugment is not None and fast:
+            x = self._autoaugment(x, generator)
         if self.padding:
             x = random_crop(x, self.padding, generator)
         if self.flip:
             x = random_flip(x, generator)
-        if self._autoaugment is not None:
+        if self._autoaugment is not None and not fast:
             x = self._autoaugment(x, generator)
         if self.mean is not None:
             x = normalize(x, torch.tensor(self.mean), torch.tensor(self.std))

@@ -52,7 +52,7 @@ METHODS = ("sgd", "esgd", "rsgd", "sam")
 BUDGETS = ("equal", "per-replica")
 ENGINES = ("loop", "vmap")
 BASE_OPTIMIZERS = ("sgd", "rmsprop", "adam")
-AUTOAUGMENT = ("", "cifar10", "imagenet", "svhn")
+AUTOAUGMENT = ("", "cifar10", "imagenet", "svhn", "fast-imagenet")
 SEED_MAX = 2**63 - 1  # torch.manual_seed takes a signed/unsigned 64-bit int; stay in both
 # Names used by `compare`: a method at a budget. "rsgdxy" is Table 1's "rSGD × y" column.
 RUN_KINDS = {
@@ -199,7 +199,7 @@ class TrainConfig:
     padding: int = _bound(0, _int(0))  # random-crop zero padding, pixels (0 = off)
     flip: bool = _bound(False, _bool)  # random horizontal flips
     cutout: int = _bound(0, _int(0))  # Cutout square side, pixels (0 = off)
-    autoaugment: str = _bound("", _choice(AUTOAUGMENT))  # AutoAugment policy (torchvision)
+    autoaugment: str = _bound("", _choice(AUTOAUGMENT))  # policy; torchvision for cifar10 etc.
     # model
     model: str = _bound("smallconvnet", _str())  # a name of wideflat.models.list_models()
     model_kwargs: tuple[tuple[str, Any], ...] = _bound((), _pairs)  # extra create_model keywords
