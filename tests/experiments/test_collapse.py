@@ -182,3 +182,27 @@ def test_the_esgd_convention_reaches_the_optimizer_and_keeps_old_hashes(tmp_path
     )
     with pytest.raises(ValueError, match="convention"):
         tiny(fashion_root, "esgd", convention="ucla")
+
+
+def test_metrics_csv_holds_the_same_rows_as_metrics_jsonl(tmp_path, fashion_root):
+    import csv
+    import math
+
+    train(tiny(fashion_root, "rsgd", eval_every=2), tmp_path / "run", progress=False)
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    with (tmp_path / "run" / "metrics.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows)
+    for row, line in zip(rows, table, strict=True):
+        for key, value in row.items():
+            if key == "nonfinite":
+                continue
+            listed = isinstance(value, list)
+            values = value if listed else [value]
+            names = [f"{key}[{i}]" for i in range(len(values))] if listed else [key]
+            for name, v in zip(names, values, strict=True):
+                if isinstance(v, float) and math.isnan(v):
+                    assert line[name] == ""
+                else:
+                    assert float(line[name]) == pytest.approx(float(v), rel=1e-12), name
+        assert all(line[k] == "" for k in line if k.split("[")[0] not in row)  # epoch 1: no eval

@@ -5,6 +5,7 @@
                             (versions, git commit, device), argv, status (running | finished |
                             failed | interrupted, with "error") and the summary
         metrics.jsonl       one strict-JSON row per epoch (NaN as null, named in "nonfinite")
+        metrics.csv         the same rows as a table (rewritten from metrics.jsonl each epoch)
         energy/epoch-0005.json   local-energy profiles δE(σ) (LocalEnergyProfile.to_json)
         energy/train-error-0.01.json  ... measured when the train error first fell to 1 %
         energy/stationary.json   ... measured when the train loss stopped moving
@@ -103,6 +104,46 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
         return []
     lines = path.read_text(errors="replace").splitlines()
     return [row for row in map(parse_row, lines) if row is not None]
+
+
+def metrics_csv(rows: list[dict]) -> str:
+    """Metrics rows as CSV: one column per key in order of first appearance, a list value
+    (each replica's errors) spread over ``key[0]``, ``key[1]``, ...; NaN and missing cells
+    empty.
+
+    Example:
+        >>> rows = [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "errs": [0.1, 0.2]}]
+        >>> print(metrics_csv(rows), end="")
+        epoch,loss,errs[0],errs[1]
+        1,0.5,,
+        2,,0.1,0.2
+    """
+    import csv
+    import io
+
+    flat: list[dict[str, Any]] = []
+    for row in rows:
+        out: dict[str, Any] = {}
+        for key, value in row.items():
+            if key == "nonfinite":
+                continue
+            if isinstance(value, list):
+                for i, v in enumerate(value):
+                    out[f"{key}[{i}]"] = v
+            else:
+                out[key] = value
+        flat.append(out)
+    columns = list(dict.fromkeys(k for row in flat for k in row))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in flat:
+        cells = []
+        for key in columns:
+            v = row.get(key)
+            cells.append("" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+        writer.writerow(cells)
+    return buf.getvalue()
 
 
 def run_status(folder: str | os.PathLike) -> tuple[str | None, str | None]:
@@ -266,13 +307,16 @@ class RunFolder:
         """Take the folder: the kept metrics rows, and run.json with status ``running``."""
         self.path.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(self.metrics, "".join(row_json(r) + "\n" for r in rows).encode())
+        write_bytes_atomic(self.path / "metrics.csv", metrics_csv(rows).encode())
         self.record = {**record, "status": "running", "created": _now()}
         write_json_atomic(self.path / "run.json", self.record)
 
     def append(self, row: dict) -> None:
-        """One epoch's metrics row."""
+        """One epoch's metrics row (and metrics.csv rewritten from all rows)."""
         with self.metrics.open("a") as f:
             f.write(row_json(row) + "\n")
+        csv = metrics_csv(read_metrics(self.metrics))
+        write_bytes_atomic(self.path / "metrics.csv", csv.encode())
 
     def energy_file(self, epoch: int | None = None, *, name: str | None = None) -> Path:
         """Where the local-energy profile measured after ``epoch`` goes, or the one a
