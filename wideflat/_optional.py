@@ -13,7 +13,7 @@ from types import ModuleType
 
 __all__ = ["import_optional"]
 
-_EXTRAS = {"torchvision": "vision", "h5py": "pgdl"}
+_EXTRAS = {"torchvision": "vision", "h5py": "pgdl", "lightning": "lightning"}
 
 
 def import_optional(module: str, feature: str) -> ModuleType:

@@ -36,9 +36,11 @@ class BatchStream:
             return next(self._it)
 
     def state_dict(self) -> dict:
+        """The underlying loader's position and generator state (``DeviceLoader.state_dict``)."""
         return self.loader.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from a :meth:`state_dict`: the next batches are the saved stream's next."""
         self.loader.load_state_dict(state)
         self._it = None
 

@@ -458,10 +458,12 @@ class CommitteeMachine(nn.Module):
 
     @property
     def num_inputs(self) -> int:
+        """N, the number of inputs."""
         return self.weight.shape[1]
 
     @property
     def num_hidden(self) -> int:
+        """K, the number of hidden units."""
         return self.weight.shape[0]
 
     def forward(self, x: Tensor) -> Tensor:

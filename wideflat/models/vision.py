@@ -54,6 +54,7 @@ class ResizedInput(nn.Module):
         self.size = size
 
     def resize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` resized to ``size`` × ``size`` (bilinear; returned as is when already so)."""
         if tuple(x.shape[-2:]) == (self.size, self.size):
             return x
         return F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)

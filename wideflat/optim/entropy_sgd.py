@@ -7,11 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.amp import GradScaler
 from torch.optim import Optimizer
 
 from .. import _rng
 from .. import _validate as check
 from .._kernels import esgd_coupling_, langevin_, local_entropy_grad_, running_mean_
+from . import _amp
+from ._closures import lightning_closure_problem
 from ._esgd_scratch import Scratch as _Scratch
 from .errors import MissingClosureError, NonFiniteLossError
 
@@ -136,6 +139,37 @@ class EntropySGD(Optimizer):
     optimizer's own and torch's global ones) fire once per outer step; the wrapped
     optimizers' hooks are not called.
 
+    Mixed precision. Run the closure's forward pass under ``torch.autocast`` (bfloat16 on
+    CPU; float16 or bfloat16 on CUDA). The parameters, both optimizers' states, μ, the
+    coupling and the noise stay in the parameters' dtype (float32): only the closure runs in
+    low precision. For float16, pass a ``torch.amp.GradScaler`` to :meth:`step` (not
+    ``scaler.step(opt, closure)``: GradScaler refuses closures, and it would check and
+    unscale the gradients before the closure has computed them). The closure backpropagates
+    the scaled loss and returns the unscaled one; call ``scaler.update()`` after every step,
+    as after ``scaler.step(opt)``::
+
+        scaler = torch.amp.GradScaler("cuda")
+        def closure():
+            x, t = next(batches)                  # a fresh minibatch per inner step
+            with torch.autocast("cuda", dtype=torch.float16):
+                loss = F.cross_entropy(model(x), t)
+            scaler.scale(loss).backward()
+            return loss
+        loss = opt.step(closure, scaler=scaler)
+        scaler.update()
+
+    Each inner step's gradient is unscaled (g ← g/s, with GradScaler's kernel) before the
+    coupling is added, so with a power-of-two scale the trajectory is bit for bit the
+    unscaled one. If any of the L gradients holds a NaN/inf, the whole outer step is skipped,
+    as GradScaler skips ``optimizer.step()``: it is rolled back like an interrupted step
+    (:attr:`steps` does not move), the scaler is told of the inf, and ``scaler.update()``
+    shrinks the scale by its backoff factor. A non-finite *loss* still raises
+    :class:`~wideflat.optim.errors.NonFiniteLossError` (``check_finite``), since a smaller
+    scale cannot cure it; with ``check_finite=False`` the scaler alone decides. An autocast
+    region may also enclose ``step()``: torch keeps its casts of the parameters until the
+    outermost region exits, so the optimizer drops them before each closure call, and every
+    forward pass reads the current w'.
+
     Example:
         >>> import torch
         >>> from wideflat.optim import EntropySGD
@@ -151,6 +185,17 @@ class EntropySGD(Optimizer):
         ...     loss.backward()
         ...     return loss
         >>> loss = opt.step(closure)           # the loss at w, before the step
+        >>> scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+        >>> def amp_closure():                 # autocast forward, scaled backward
+        ...     i = torch.randint(0, 64, (16,))
+        ...     with torch.autocast("cpu", dtype=torch.bfloat16):
+        ...         loss = torch.nn.functional.mse_loss(model(x[i]), t[i])
+        ...     scaler.scale(loss).backward()
+        ...     return loss
+        >>> loss = opt.step(amp_closure, scaler=scaler)
+        >>> scaler.update()
+        >>> opt.steps, scaler.get_scale(), model.weight.dtype
+        (2, 1024.0, torch.float32)
         >>> ucla = EntropySGD(model.parameters(), lr=0.5, inner_lr=0.1, convention="original")
         >>> ucla.param_groups[0]["convention"], ucla.param_groups[0]["outer_gamma_scaled"]
         ('original', False)
@@ -341,7 +386,8 @@ class EntropySGD(Optimizer):
         end point w'. The parameters, their gradients, the inner optimizer's state and the
         noise generator are restored, and the step count does not move; only the closure's
         own side effects remain (e.g. a data iterator advancing). :func:`auto_gamma0_esgd`
-        uses it with γ = 0.
+        uses it with γ = 0. The closure must not scale its loss (no GradScaler here);
+        autocast is fine.
         """
         check.non_negative("gamma", gamma)
         saved = self._snapshot()
@@ -355,7 +401,12 @@ class EntropySGD(Optimizer):
         return loss, distance
 
     # -- the algorithm -----------------------------------------------------------------
-    def _run_inner(self, closure: Callable, gamma_override: float | None = None):
+    def _run_inner(
+        self,
+        closure: Callable,
+        gamma_override: float | None = None,
+        scaler: GradScaler | None = None,
+    ):
         """Run the L inner steps from w; the parameters end at w'.
 
         Returns (first loss, params, anchors w, means μ, indices of params that got a grad);
@@ -364,7 +415,18 @@ class EntropySGD(Optimizer):
         If the closure raises, a gradient is sparse or (with ``check_finite``) a loss or a
         parameter is not finite, everything this call changed (parameters, gradients, inner
         optimizer state, noise generator) is restored before the exception propagates.
+
+        With a (enabled) ``scaler``, each inner step's gradient is unscaled before the
+        coupling enters it; the first NaN/inf stops the loop, which is rolled back, and the
+        scaler is told of it (``_amp.Overflow`` is raised). Once the loop has succeeded the
+        scaler is told of no inf, as the last thing before returning.
         """
+        # Lightning's automatic closure re-runs one batch; its empty one computes nothing.
+        problem = lightning_closure_problem(
+            closure, "EntropySGD", calls=self.param_groups[0]["inner_steps"]
+        )
+        if problem is not None:
+            raise MissingClosureError(problem)
         conventions = [_check_group(g) for g in self.param_groups]  # before changing anything
         steps = {g["inner_steps"] for g in self.param_groups}
         if len(steps) != 1:
@@ -393,11 +455,14 @@ class EntropySGD(Optimizer):
                 for p in group["params"]:
                     self.inner.state.pop(p, None)
         touched: set[int] = set()
-        first_loss = None
+        first_loss = scale = None
         try:
             for step in range(n_inner):
                 for p in params:
                     p.grad = None
+                # An autocast region around step() keeps its casts of the parameters until
+                # it exits, so the next forward would read w' before this update: drop them.
+                torch.clear_autocast_cache()
                 with torch.enable_grad():
                     loss = closure()
                 if self.check_finite and not check.finite_loss(loss):
@@ -412,6 +477,14 @@ class EntropySGD(Optimizer):
                     first_loss = loss
                 live = _with_grad(self.param_groups)
                 touched.update(i for idx in live for i in idx)
+                if scaler is not None:
+                    # g ← g / s, GradScaler's unscale_ (its kernel, its inf test). The scale is
+                    # fixed during the outer step: scaler.update() runs between outer steps.
+                    if scale is None:  # after the first closure: scaler.scale() made it
+                        scale = scaler.get_scale()
+                    grads = [params[i].grad for idx in live for i in idx]
+                    if _amp.unscale_grads_(grads, scale):
+                        raise _amp.Overflow(first_loss, step + 1)
                 with torch.no_grad():  # also from probe_inner_loop, outside step()
                     _esgd_inner_update(
                         self.param_groups,
@@ -436,39 +509,60 @@ class EntropySGD(Optimizer):
                         "finite loss); the step was rolled back",
                         step=self._steps + 1,
                     )
+            if scaler is not None:  # the step will be taken: no inf this step
+                self._scaler_report(scaler, False, params)
+        except _amp.Overflow:
+            self._restore(params, anchors, saved)
+            self._scaler_report(scaler, True, params)  # update() backs the scale off
+            raise
         except BaseException:  # StopIteration, KeyboardInterrupt, NaN, ...: undo, re-raise
             self._restore(params, anchors, saved)
             raise
         return first_loss, params, anchors, means, touched
 
     @torch.no_grad()
-    def step(self, closure: Callable | None = None):
+    def step(self, closure: Callable | None = None, *, scaler: GradScaler | None = None):
         """One outer iteration of Entropy-SGD.
 
         Args:
             closure: called exactly ``inner_steps`` times; each call must draw a *fresh*
                 minibatch, compute the loss, call ``backward()`` and return the loss
                 (unlike LBFGS, whose closure re-evaluates the same batch). Gradients are
-                cleared before each call, so the closure need not zero them.
+                cleared before each call, so the closure need not zero them. With a
+                ``scaler`` it calls ``scaler.scale(loss).backward()`` and returns the
+                unscaled loss.
+            scaler: a ``torch.amp.GradScaler`` (see *Mixed precision* in the class
+                docstring): each inner step's gradient is unscaled before it is used, and a
+                NaN/inf in any of them skips the whole step. Call ``scaler.update()`` after
+                every step. ``None`` or a disabled scaler: no scaling.
 
         Returns:
-            The first closure's return value: the loss at w before the step.
+            The first closure's return value: the loss at w before the step (also when the
+            scaler skipped the step; :attr:`steps` then does not move).
 
         Raises:
             MissingClosureError: no closure given.
             NonFiniteLossError: a NaN/inf loss or parameter (``check_finite``).
-            ValueError: a sparse gradient.
+            ValueError: a sparse gradient; with a scaler, a float16 gradient (GradScaler
+                needs float32 parameters) or a closure that did not scale its loss.
+            RuntimeError: with a scaler, ``scaler.update()`` was not called since the last
+                step.
 
             On these, and on any exception from the closure (e.g. ``StopIteration`` from an
             exhausted loader, ``KeyboardInterrupt``), the parameters and every state are
-            restored first, so the next step is the one an uninterrupted run would take.
+            restored first, so the next step is the one an uninterrupted run would take;
+            the scaler has not been told anything.
         """
         if closure is None:
             raise MissingClosureError(
                 "EntropySGD.step requires a closure that draws a fresh minibatch, computes "
                 "the loss, calls backward() and returns the loss"
             )
-        first_loss, params, anchors, means, touched = self._run_inner(closure)
+        scaler = _amp.amp_scaler(scaler)
+        try:
+            first_loss, params, anchors, means, touched = self._run_inner(closure, scaler=scaler)
+        except _amp.Overflow as skipped:  # rolled back already; GradScaler's skipped step
+            return skipped.first_loss
         if not params:
             self._steps += 1
             return first_loss
@@ -497,6 +591,12 @@ class EntropySGD(Optimizer):
             p.grad = None
         self._steps += 1
         return first_loss
+
+    def _scaler_report(self, scaler: GradScaler, found_inf: bool, params) -> None:
+        report = self.__dict__.get("_amp_report")
+        if report is None:  # one per optimizer, never pickled: GradScaler keys it by id()
+            report = self._amp_report = _amp.ScalerReport("EntropySGD")
+        report(scaler, found_inf, params[0].device if params else torch.device("cpu"))
 
     # -- rollback support --------------------------------------------------------------
     def _snapshot(self):

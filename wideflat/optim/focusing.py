@@ -76,6 +76,7 @@ class GammaScheduler:
         self.step()
 
     def get_gamma(self) -> list[float]:
+        """γ of each param group at step ``last_epoch`` (implemented by subclasses)."""
         raise NotImplementedError
 
     def get_last_gamma(self) -> list[float]:
@@ -108,9 +109,11 @@ class GammaScheduler:
                 return
 
     def state_dict(self) -> dict[str, Any]:
+        """The scheduler's state (position, base and last γ), without the optimizer."""
         return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` and write its last γ back into the param groups."""
         self.__dict__.update(state_dict)
         for group, value in zip(self.optimizer.param_groups, self._last_gamma, strict=True):
             group["gamma"] = value

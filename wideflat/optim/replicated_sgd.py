@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.amp import GradScaler
 from torch.nn import functional as F
 from torch.optim import Optimizer
 
@@ -15,8 +16,10 @@ from .. import _rng
 from .. import _validate as check
 from .._deprecated import moved
 from ..replicas import ReplicaEngine, make_replicas
+from . import _amp
+from ._closures import lightning_closure_problem
 from ._rsgd_plumbing import check_saved_state, replicated_groups, settings_text
-from .errors import NonFiniteLossError
+from .errors import MissingClosureError, NonFiniteLossError
 
 __all__ = ["ReplicatedSGD"]
 
@@ -118,6 +121,35 @@ class ReplicatedSGD(Optimizer):
     torch's, the state dict shares its tensors with the live ones: deep-copy it to keep a
     snapshot in memory.
 
+    Mixed precision. Run each replica's forward pass under ``torch.autocast`` (bfloat16 on
+    CPU; float16 or bfloat16 on CUDA), or wrap :meth:`step_batches` in it; the replicas'
+    parameters, the base optimizer's state and the coupling stay in float32 (one region may
+    span several steps: the optimizer drops autocast's cached casts of the parameters
+    before the forward passes). For float16, pass a ``torch.amp.GradScaler`` to
+    :meth:`step` or :meth:`step_batches` (``scaler.step(opt, closure)`` cannot work: GradScaler
+    refuses closures); the closure backpropagates the scaled loss and returns the unscaled
+    one, and ``scaler.update()`` follows every step, as after ``scaler.step(opt)``::
+
+        scaler = torch.amp.GradScaler("cuda")
+        def closure(a):
+            x, t = next(streams[a])               # replica a's own minibatch
+            with torch.autocast("cuda", dtype=torch.float16):
+                loss = F.cross_entropy(opt.replicas[a](x), t)
+            scaler.scale(loss).backward()
+            return loss
+        loss = opt.step(closure, scaler=scaler)   # or opt.step_batches(batches, scaler=scaler)
+        scaler.update()
+
+    The gradients are unscaled (g ← g/s, GradScaler's kernel) before the coupling is added.
+    If any replica's gradient holds a NaN/inf, the step is skipped for *all* replicas (one
+    scale serves them all, and the coupling needs them at the same t): nothing moves, as for
+    a refused step (:attr:`steps` included), and ``scaler.update()`` shrinks the scale. A
+    non-finite *loss* still raises :class:`~wideflat.optim.errors.NonFiniteLossError`
+    (``check_finite``). The distributed engine: every rank passes a scaler, and the ranks
+    agree at every step (two small all-reduces) so that they skip together. Without a
+    closure, ``scaler.step(opt)`` after ``scaler.scale(loss).backward()`` works as for any
+    optimizer (a skipped step then keeps the buffers the forward passes updated).
+
     Example:
         >>> import torch
         >>> from wideflat.optim import ReplicatedSGD
@@ -134,6 +166,17 @@ class ReplicatedSGD(Optimizer):
         ...     return loss
         >>> loss = opt.step(closure)            # mean of the replicas' losses
         >>> center = opt.center()               # nn.Linear holding w̄
+        >>> scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+        >>> def amp_closure(a):                 # autocast forward, scaled backward
+        ...     i = torch.randint(0, 64, (16,))
+        ...     with torch.autocast("cpu", dtype=torch.bfloat16):
+        ...         loss = torch.nn.functional.mse_loss(opt.replicas[a](x[i]), t[i])
+        ...     scaler.scale(loss).backward()
+        ...     return loss
+        >>> loss = opt.step(amp_closure, scaler=scaler)
+        >>> scaler.update()
+        >>> opt.steps, scaler.get_scale()
+        (2, 1024.0)
 
     References:
         F. Pittorino et al., "Entropic gradient descent algorithms and wide flat minima",
@@ -199,6 +242,7 @@ class ReplicatedSGD(Optimizer):
 
     @property
     def y(self) -> int:
+        """The number of replicas (over all processes)."""
         return self.replicas.y
 
     @property
@@ -309,6 +353,9 @@ class ReplicatedSGD(Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 p.grad = None
+        # An autocast region around several steps keeps its casts of the parameters until it
+        # exits: the forward passes would read the replicas before the last update.
+        torch.clear_autocast_cache()
         new_states = {}
         if self.replicas.batched:  # one program, one stream, closure() gives the y losses
             losses, new_states[0] = self._with_stream(0, self.replicas, closure)
@@ -319,15 +366,16 @@ class ReplicatedSGD(Optimizer):
             losses.append(loss)
         return losses, new_states
 
-    def _failed_replicas(self, losses: list, t: int) -> list[int]:
+    def _failed_replicas(self, losses: list, t: int, check_grads: bool = True) -> list[int]:
         """The local replicas whose loss or gradient is NaN/inf at step t (one host sync).
 
         Raises ``ValueError`` for a sparse gradient, and
         :class:`~wideflat.optim.errors.NonFiniteLossError` for a failure in a
         single-process engine; a distributed rank returns its failed replicas instead.
+        ``check_grads=False`` (a GradScaler checks them) looks at the losses only.
         """
         params = self._local_params()
-        grads = [p.grad for p in params if p.grad is not None]
+        grads = [p.grad for p in params if p.grad is not None and check_grads]
         for p in params:
             if p.grad is not None and p.grad.layout != torch.strided:
                 raise ValueError(
@@ -342,7 +390,8 @@ class ReplicatedSGD(Optimizer):
             return []
         named = zip(self.replicas.local_indices, losses, strict=bool(losses))
         bad_loss = [a for a, loss in named if not check.finite_loss(loss)]
-        bad = sorted(set(bad_loss) | set(self.replicas.nonfinite_replicas(self._local_params())))
+        bad_grad = self.replicas.nonfinite_replicas(params) if check_grads else []
+        bad = sorted(set(bad_loss) | set(bad_grad))
         if self.replicas.spans_processes:
             return bad
         if bad_loss:
@@ -387,7 +436,7 @@ class ReplicatedSGD(Optimizer):
         return [p for g in self.param_groups for p in g["params"]]
 
     @torch.no_grad()
-    def step(self, closure: Callable | None = None):
+    def step(self, closure: Callable | None = None, *, scaler: GradScaler | None = None):
         """One iteration of Replicated-SGD.
 
         Args:
@@ -395,11 +444,24 @@ class ReplicatedSGD(Optimizer):
                 ``a``'s loss after ``backward()`` on its own fresh minibatch; it is called
                 for each replica held by this process. Vectorized engine: ``closure()``
                 returns the ``(y,)`` per-replica losses after ``backward()`` of their sum
-                (see :meth:`step_batches`, which does this for you).
+                (see :meth:`step_batches`, which does this for you). With a ``scaler`` the
+                closure backpropagates ``scaler.scale(loss)`` and returns the unscaled loss.
+            scaler: a ``torch.amp.GradScaler`` (see *Mixed precision* in the class
+                docstring): the gradients are unscaled before the coupling, and a NaN/inf in
+                any replica's gradient skips the step. Call ``scaler.update()`` after every
+                step. ``None`` or a disabled scaler: no scaling.
 
         Returns:
-            The mean of the local replicas' losses when a closure is given, else ``None``.
+            The mean of the local replicas' losses when a closure is given, else ``None``
+            (also when the scaler skipped the step; :attr:`steps` then does not move).
         """
+        if closure is not None:  # Lightning's closures take no replica index (or batch)
+            problem = lightning_closure_problem(
+                closure, "ReplicatedSGD", calls=self.y, per_replica=not self.replicas.batched
+            )
+            if problem is not None:
+                raise MissingClosureError(problem)
+        scaler = _amp.amp_scaler(scaler)
         t = self._steps + 1
         losses, streams = [], {}
         # The closures' forward passes update buffers (BatchNorm statistics): keep them to
@@ -408,24 +470,31 @@ class ReplicatedSGD(Optimizer):
         try:
             if closure is not None:
                 losses, streams = self._losses(closure)
-            failed = self._failed_replicas(losses, t)
+            # With a scaler, a NaN/inf gradient is the scaler's to handle (a skipped step);
+            # a NaN/inf loss is still a failure, which no smaller scale can cure.
+            failed = self._failed_replicas(losses, t, check_grads=scaler is None)
+            skipped = scaler is not None and self._unscale_(scaler, failed, t)
         except BaseException:
             _restore(saved)
             raise
-        if failed:  # distributed: this rank updates nothing until all ranks know
-            _restore(saved)
-            streams = {}
-            if self._failure is None:
-                self._failure = (t, failed)
-        self._rng_states.update(streams)
         loss = None
         if losses:
             loss = losses[0]
             for other in losses[1:]:
                 loss = loss + other
             loss = loss / len(losses)
+        if skipped:  # as GradScaler skips optimizer.step(): nothing moves
+            _restore(saved)
+            return loss
+        if failed:  # distributed: this rank updates nothing until all ranks know
+            _restore(saved)
+            streams = {}
+            if self._failure is None:
+                self._failure = (t, failed)
+        self._rng_states.update(streams)
         coupled = [g for g in self.param_groups if t % g["coupling_every"] == 0]
-        if self.replicas.spans_processes and self.check_finite:
+        # (With a scaler the ranks already agreed on failures, in _unscale_.)
+        if self.replicas.spans_processes and self.check_finite and scaler is None:
             if coupled:  # every K steps: the ranks agree before the center is computed
                 self._synchronize_failures(t)
             elif self._failure is not None:  # failed rank: no update until the others know
@@ -439,10 +508,35 @@ class ReplicatedSGD(Optimizer):
         self._steps = t
         return loss
 
+    def _unscale_(self, scaler: GradScaler, failed: list[int], t: int) -> bool:
+        """With a GradScaler: g ← g/s on every local replica; whether to skip step t.
+
+        Step t is skipped when any replica's scaled gradient holds a NaN/inf: one scale
+        serves all replicas, and the coupling needs them all at the same t. The distributed
+        ranks agree at every step (failures, then overflows: two small all-reduces), so that
+        they skip, and couple, together; each rank's scaler is told the same outcome.
+        """
+        params = self._local_params()
+        grads = [p.grad for p in params if p.grad is not None]
+        overflow = _amp.unscale_grads_(grads, scaler.get_scale())
+        if self.replicas.spans_processes:
+            if self.check_finite:
+                if failed and self._failure is None:
+                    self._failure = (t, failed)
+                self._synchronize_failures(t)  # raises on every rank if any rank failed
+            overflow = self.replicas.sum_over_ranks(float(overflow)) > 0
+        report = self.__dict__.get("_amp_report")
+        if report is None:  # one per optimizer, never pickled: GradScaler keys it by id()
+            report = self._amp_report = _amp.ScalerReport("ReplicatedSGD")
+        report(scaler, overflow, params[0].device)
+        return overflow
+
     def step_batches(
         self,
         batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+        *,
+        scaler: GradScaler | None = None,
     ):
         """One step on explicit minibatches, the same call for every engine.
 
@@ -451,10 +545,14 @@ class ReplicatedSGD(Optimizer):
                 ``replicas.local_indices`` (all y replicas in one process; this rank's one
                 with the distributed engine), each from that replica's own stream.
             loss_fn: ``loss_fn(outputs, targets)`` → scalar (default cross-entropy).
+            scaler: a ``torch.amp.GradScaler``: the losses are scaled before ``backward()``
+                and the scaler is passed to :meth:`step`; call ``scaler.update()`` after.
 
         Returns:
             The mean of the local replicas' losses (detached).
         """
+        scaler = _amp.amp_scaler(scaler)
+        scale = (lambda loss: loss) if scaler is None else scaler.scale
         local = self.replicas.local_indices
         if len(batches) != len(local):
             raise ValueError(
@@ -464,7 +562,7 @@ class ReplicatedSGD(Optimizer):
 
             def closure():
                 losses = self.replicas.losses(batches, loss_fn)
-                losses.sum().backward()
+                scale(losses.sum()).backward()
                 return losses.detach()
 
         else:
@@ -473,10 +571,10 @@ class ReplicatedSGD(Optimizer):
             def closure(a):
                 x, t = batches[position[a]]
                 loss = loss_fn(self.replicas[a](x), t)
-                loss.backward()
+                scale(loss).backward()
                 return loss.detach()
 
-        return self.step(closure)
+        return self.step(closure, scaler=scaler)
 
 
 def _generators(module: nn.Module) -> dict[str, torch.Generator]:

@@ -13,6 +13,7 @@ from .vmap import StackedReplicas
 __all__ = ["ENGINES", "choose_engine", "make_replicas"]
 
 ENGINES = ("auto", "loop", "vmap", "distributed")
+"""The names ``engine=`` accepts (``"auto"``: :func:`choose_engine` picks one)."""
 
 NO_TRAINABLE = "no trainable parameter (optimizer got an empty parameter list)"
 

@@ -92,10 +92,12 @@ class DistributedReplicas(nn.Module):
 
     @property
     def y(self) -> int:
+        """The number of replicas: the world size."""
         return self._y
 
     @property
     def local_indices(self) -> list[int]:
+        """The replica this process holds: ``[rank]``."""
         return [self.rank]
 
     def __len__(self) -> int:
@@ -125,6 +127,7 @@ class DistributedReplicas(nn.Module):
         return list(self.replica.parameters())
 
     def optimizer_params(self, positions: list[int]) -> list[torch.Tensor]:
+        """The tensors an optimizer updates for model parameters ``positions``: this rank's."""
         params = self.reference_parameters()
         return [params[i] for i in positions]
 

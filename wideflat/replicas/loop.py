@@ -70,6 +70,7 @@ class Replicas(OneProcess, nn.Module):
 
     @property
     def y(self) -> int:
+        """The number of replicas."""
         return len(self.replicas)
 
     def forward(self, *args, **kwargs):

@@ -81,6 +81,7 @@ class StackedReplicas(OneProcess, nn.Module):
 
     @property
     def y(self) -> int:
+        """The number of replicas (the stacked leading dimension)."""
         return self._y
 
     def __len__(self) -> int:

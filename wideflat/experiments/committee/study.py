@@ -179,6 +179,7 @@ class CommitteeStudyConfig:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field, plus each algorithm's resolved hyper-parameters, as JSON-ready values."""
         d = dataclasses.asdict(self)
         d["overrides"] = [list(o) for o in self.overrides]
         d["hparams"] = {a: dataclasses.asdict(self.hparams(a)) for a in self.algorithms}
