@@ -96,6 +96,7 @@ def main(argv=None) -> None:
     with torch.no_grad():
         for p in other.parameters():
             p.mul_(1.1)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from optim_overhead import cpu_model
 
     print(

@@ -17,7 +17,6 @@ Target: HVP / gradient <= 2.5.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -28,24 +27,15 @@ from torch.func import functional_call, grad, jvp
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared helpers
+
+from optim_overhead import cpu_model  # noqa: E402
 
 from wideflat.flatness.curvature import _batch_hvp  # noqa: E402
 from wideflat.models import create_model  # noqa: E402
 
 TARGET = 2.5
 CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo, as lscpu shows it), else the platform's."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def runners(model, x, y) -> dict:
