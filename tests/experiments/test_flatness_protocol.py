@@ -125,3 +125,21 @@ def test_the_matched_error_table_reports_what_each_run_measured(tmp_path, fashio
     _tabulate(tmp_path, "fashion-smallconvnet", [0], 10, lambda s: None)
     assert "Flatness at matched training error" in (tmp_path / "summary.md").read_text()
     assert (tmp_path / "matched.json").is_file()
+
+
+def test_thresholds_crossed_in_one_epoch_share_one_measurement(tmp_path, fashion_root, monkeypatch):
+    from wideflat.experiments import training
+
+    calls = []
+    real = training._measure_energy
+    monkeypatch.setattr(training, "_measure_energy", lambda run, path: calls.append(path.name)
+                        or real(run, path))  # fmt: skip
+    train(tiny(fashion_root, epochs=1, energy_at_train_error=(1.0, 0.999)), tmp_path / "run",
+          progress=False)  # fmt: skip
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert rows[0]["energy_measured"] == ["train-error-1", "train-error-0.999"]
+    assert calls == ["train-error-1.json"]
+    energy = tmp_path / "run" / "energy"
+    assert (energy / "train-error-1.json").read_bytes() == (
+        energy / "train-error-0.999.json"
+    ).read_bytes()

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .._io import environment
+from .._io import environment, write_bytes_atomic
 from ..flatness import local_energy
 from ..optim import EntropySGD, NonFiniteLossError, ReplicatedSGD
 from .build import Run, build, check_names, peak_coupling_step, resolve_device
@@ -120,9 +120,13 @@ def train(
                 row["stop"] = collapsed
                 if "test_error" not in row:
                     _evaluate(run, row)  # a run that stops is evaluated at its last epoch
-            for name in triggers.fired(row):  # matched training error, stationary loss
-                _measure_energy(run, folder.energy_file(name=name))
-                row.setdefault("energy_measured", []).append(name)
+            fired = triggers.fired(row)  # matched training error, stationary loss
+            if fired:  # one measurement of these weights, written under each trigger's name
+                first = folder.energy_file(name=fired[0])
+                _measure_energy(run, first)
+                for name in fired[1:]:
+                    write_bytes_atomic(folder.energy_file(name=name), first.read_bytes())
+                row["energy_measured"] = fired
             folder.append(row)
             if epoch in cfg.energy_epochs:
                 _measure_energy(run, folder.energy_file(epoch))
