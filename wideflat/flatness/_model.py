@@ -6,18 +6,29 @@ evaluate in eval mode, and leave the model exactly as it found it.
   momenta bitwise on exit (by copying saved originals back, never by undoing arithmetic).
 * :class:`BatchNormOnlyTrains`: the model as a BatchNorm-statistics pass should see it.
 * :func:`model_device`: the device of the model's first parameter (or buffer).
+* :func:`on_device`: the model itself, or a deep copy on the device asked for.
+* :func:`measuring`: :func:`preserved`, with the global RNG (CPU and the device's CUDA) saved
+  and restored and the model in eval mode: the context every measurement runs in.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["BatchNormOnlyTrains", "model_device", "perturbed_parameters", "preserved"]
+__all__ = [
+    "BatchNormOnlyTrains",
+    "measuring",
+    "model_device",
+    "on_device",
+    "perturbed_parameters",
+    "preserved",
+]
 
 PARAM_SETS = ("trainable", "all")
 
@@ -88,3 +99,23 @@ def model_device(model: nn.Module) -> torch.device:
     for t in model.buffers():
         return t.device
     return torch.device("cpu")
+
+
+def on_device(model: nn.Module, device) -> tuple[nn.Module, torch.device]:
+    """``(work, device)``: the model itself on its own device (``device=None``), else a deep
+    copy moved to ``device`` (the original is never touched)."""
+    home = model_device(model)
+    device = home if device is None else torch.device(device)
+    return (model if device == home else copy.deepcopy(model).to(device)), device
+
+
+@contextlib.contextmanager
+def measuring(
+    model: nn.Module, named: list[tuple[str, Tensor]], device: torch.device
+) -> Iterator[dict[str, Tensor]]:
+    """:func:`preserved` (yielding the saved parameters), the global RNG of the CPU and of
+    ``device`` saved and restored, and the model in eval mode inside."""
+    cuda_devices = [device.index or 0] if device.type == "cuda" else []
+    with preserved(model, named) as saved, torch.random.fork_rng(devices=cuda_devices):
+        model.eval()
+        yield saved

@@ -27,7 +27,6 @@ References:
 
 from __future__ import annotations
 
-import copy
 import inspect
 import math
 import time
@@ -52,9 +51,9 @@ from wideflat.flatness._energy_data import Batches, make_batches
 from wideflat.flatness._model import (
     PARAM_SETS,
     BatchNormOnlyTrains,
-    model_device,
+    measuring,
+    on_device,
     perturbed_parameters,
-    preserved,
 )
 from wideflat.flatness._profile import BN_POLICIES
 from wideflat.flatness._record import JsonRecord
@@ -274,9 +273,7 @@ def hessian(
         int, (top_k, trace_samples, batch_size, seed, max_iter)
     )
     tol = float(tol)
-    home = model_device(model)
-    device = home if device is None else torch.device(device)
-    work = model if device == home else copy.deepcopy(model).to(device)
+    work, device = on_device(model, device)
     named = perturbed_parameters(work, params)
     n_parameters = sum(p.numel() for _, p in named)
     if top_k >= n_parameters:
@@ -286,10 +283,8 @@ def hessian(
         )
     batches = make_batches(data, subset, batch_size, seed, device)
     bar = tqdm(desc="hessian HVPs", unit="hvp", disable=not progress, leave=False)
-    cuda_devices = [device.index or 0] if device.type == "cuda" else []
     try:
-        with preserved(work, named) as saved, torch.random.fork_rng(devices=cuda_devices):
-            work.eval()
+        with measuring(work, named, device) as saved:
             if bn == "recompute" and any(
                 isinstance(m, _BatchNorm) and m.track_running_stats for m in work.modules()
             ):

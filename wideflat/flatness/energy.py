@@ -21,7 +21,6 @@ References:
 
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -41,9 +40,9 @@ from wideflat.flatness._energy_data import make_batches
 from wideflat.flatness._model import (
     PARAM_SETS,
     BatchNormOnlyTrains,
-    model_device,
+    measuring,
+    on_device,
     perturbed_parameters,
-    preserved,
 )
 from wideflat.flatness._perturbations import (
     VmapUnavailable,
@@ -197,22 +196,14 @@ def local_energy(
         loss_fn, error_fn,
     )  # fmt: skip
     samples, batch_size, chunk_size, seed = map(int, (samples, batch_size, chunk_size, seed))
-    home = model_device(model)
-    device = home if device is None else torch.device(device)
-    work = model if device == home else copy.deepcopy(model).to(device)
+    work, device = on_device(model, device)
     named = perturbed_parameters(work, params)
     batches = make_batches(data, subset, batch_size, seed, device)
     use_vmap = bn == "eval" and (vmap is True or (vmap == "auto" and _auto_prefers_vmap(device)))
     n_nonzero = sum(1 for s in sigma_list if s != 0.0)
     bar = tqdm(total=n_nonzero * samples, desc="local energy", disable=not progress, leave=False)
-    cuda_devices = [device.index or 0] if device.type == "cuda" else []
     try:
-        with (
-            preserved(work, named) as saved,
-            torch.random.fork_rng(devices=cuda_devices),
-            torch.no_grad(),
-        ):
-            work.eval()
+        with measuring(work, named, device) as saved, torch.no_grad():
             run = _Evaluator(
                 work, named, saved, batches, loss_fn, error_fn, perturbation,
                 use_vmap=use_vmap, strict=vmap is True, recompute=bn == "recompute",

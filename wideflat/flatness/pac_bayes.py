@@ -15,7 +15,6 @@ References:
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 import warnings
@@ -28,7 +27,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from wideflat import _validate as check
-from wideflat.flatness._model import PARAM_SETS, model_device
+from wideflat.flatness._model import (
+    PARAM_SETS,
+    on_device,
+)
 from wideflat.flatness._profile import BN_POLICIES, PERTURBATIONS
 from wideflat.flatness._record import JsonRecord
 from wideflat.flatness.energy import classification_error, local_energy
@@ -221,9 +223,7 @@ def pac_bayes_sigma(
         model, target, perturbation, samples, sigma_min, sigma_max, tol, error_fn, bn,
         batch_size, seed, params,
     )  # fmt: skip
-    home = model_device(model)
-    device = home if device is None else torch.device(device)
-    work = model if device == home else copy.deepcopy(model).to(device)
+    work, device = on_device(model, device)
     n_bisect = max(0, math.ceil(math.log2(math.log(sigma_max / sigma_min) / tol)))
     bar = tqdm(total=2 + n_bisect, desc="pac-bayes sigma", disable=not progress, leave=False)
     evaluated: list[tuple[float, float, float]] = []

@@ -17,7 +17,6 @@ References:
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,9 +37,9 @@ from wideflat.flatness._energy_data import Batches, make_batches
 from wideflat.flatness._model import (
     PARAM_SETS,
     BatchNormOnlyTrains,
-    model_device,
+    measuring,
+    on_device,
     perturbed_parameters,
-    preserved,
 )
 from wideflat.flatness._profile import BN_POLICIES
 from wideflat.flatness._record import JsonRecord
@@ -287,20 +286,16 @@ def sharpness(
     steps, restarts, batch_size, seed = map(int, (steps, restarts, batch_size, seed))
     m = None if m is None else int(m)
     alpha = rho if step_size is None else float(step_size)
-    home = model_device(model)
-    device = home if device is None else torch.device(device)
-    work = model if device == home else copy.deepcopy(model).to(device)
+    work, device = on_device(model, device)
     named = perturbed_parameters(work, params)
     batches = make_batches(data, subset, batch_size, seed, device)
     n_known = _known_size(batches)
     n_chunks = 1 if m is None else (None if n_known is None else -(-n_known // m))
     total = None if n_chunks is None else n_chunks * restarts * steps
     bar = tqdm(total=total, desc="sharpness", disable=not progress, leave=False)
-    cuda_devices = [device.index or 0] if device.type == "cuda" else []
     chunks_out = []
     try:
-        with preserved(work, named) as saved, torch.random.fork_rng(devices=cuda_devices):
-            work.eval()
+        with measuring(work, named, device) as saved:
             ascent = _Ascent(
                 work, named, saved, loss_fn, rho, alpha, steps, restarts,
                 eta if adaptive else None, bn == "recompute", seed, device, bar,
