@@ -181,3 +181,14 @@ def test_all_measures_are_oriented_and_named():
     for name, (fn, text) in cor.MEASURES.items():
         assert callable(fn) and text, name
     assert math.isfinite(cor.CorrelateConfig().sigma)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_run_jobs_hands_on_every_result_and_raises_a_failure(jobs):
+    from wideflat.experiments._jobs import run_jobs
+
+    results = []
+    run_jobs(pow, [(2, 3), (3, 2), (5, 1)], jobs, results.append)
+    assert sorted(results) == [5, 8, 9]
+    with pytest.raises(ValueError, match="invalid literal"):
+        run_jobs(int, [("12",), ("x",)], jobs, results.append)

@@ -26,9 +26,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ import torch
 from .. import _validate as check
 from .._io import environment, write_json_atomic
 from .._stats import granulated_kendall, kendall, pearson, spearman
+from ._jobs import run_jobs
 from .family import AXES, load_member, member_data
 
 __all__ = [
@@ -202,8 +201,6 @@ def measure_member(
     member_folder: str, cfg: CorrelateConfig, cache_path: str, data_root: str | None
 ) -> dict[str, Any]:
     """Compute (or reuse) every measure of one member; save its cache file after each."""
-    if _in_worker():  # worker processes share the cores: one thread each
-        torch.set_num_threads(1)
     model, record = load_member(member_folder)
     cache_file = Path(cache_path)
     cached: dict[str, Any] = {}
@@ -231,12 +228,6 @@ def measure_member(
         cached[name] = out[name]
         write_json_atomic(cache_file, {"id": record["id"], "measures": cached})
     return {"id": record["id"], "measures": out}
-
-
-def _in_worker() -> bool:
-    import multiprocessing
-
-    return multiprocessing.parent_process() is not None
 
 
 # --- statistics --------------------------------------------------------------------------------
@@ -379,33 +370,15 @@ def _run(tasks, jobs: int, progress: bool, log) -> dict[str, dict]:
 
         bar = tqdm(total=len(tasks), desc="correlate", unit="net")
     done: dict[str, dict] = {}
+
+    def record(res: dict) -> None:
+        done[res["id"]] = res["measures"]
+        if bar is not None:
+            bar.update(1)
+
     try:
-        if jobs == 1:
-            for task in tasks:
-                res = measure_member(*task)
-                done[res["id"]] = res["measures"]
-                if bar is not None:
-                    bar.update(1)
-            return done
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
-        queue, pending = list(tasks), {}
-        try:
-            while queue or pending:
-                while queue and len(pending) < jobs:
-                    task = queue.pop(0)
-                    pending[pool.submit(measure_member, *task)] = task
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    pending.pop(fut)
-                    res = fut.result()
-                    done[res["id"]] = res["measures"]
-                    if bar is not None:
-                        bar.update(1)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
-        return done
+        run_jobs(measure_member, tasks, jobs, record)
     finally:
         if bar is not None:
             bar.close()
+    return done

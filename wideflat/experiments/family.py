@@ -31,9 +31,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ from torch import nn
 from .. import _rng
 from .. import _validate as check
 from .._io import environment, write_bytes_atomic, write_json_atomic
+from ._jobs import run_jobs
 
 __all__ = [
     "AXES",
@@ -294,7 +293,6 @@ def train_member(cfg: FamilyConfig, hp: Mapping[str, Any]) -> tuple[nn.Module, d
 
 def _train_and_save(cfg: FamilyConfig, hp: Mapping[str, Any], folder: str) -> dict[str, Any]:
     """Worker task: train one member and save it (weights first, ``member.json`` last)."""
-    torch.set_num_threads(1)
     model, record = train_member(cfg, hp)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -381,37 +379,13 @@ def train_family(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc="family", unit="net")
+    tasks = [(cfg, hp, str(out / "members" / hp["id"])) for hp in todo]
     try:
-        if jobs == 1:
-            for hp in todo:
-                rec = _train_and_save(cfg, hp, str(out / "members" / hp["id"]))
-                _report(bar, rec, log)
-        else:
-            _run_pool(cfg, todo, out, jobs, bar, log)
+        run_jobs(_train_and_save, tasks, jobs, lambda rec: _report(bar, rec, log))
     finally:
         if bar is not None:
             bar.close()
     return [json.loads((out / "members" / hp["id"] / "member.json").read_text()) for hp in points]
-
-
-def _run_pool(cfg, todo, out: Path, jobs: int, bar, log) -> None:
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
-    queue = list(todo)
-    pending = {}
-    try:
-        while queue or pending:
-            while queue and len(pending) < jobs:
-                hp = queue.pop(0)
-                folder = str(out / "members" / hp["id"])
-                pending[pool.submit(_train_and_save, cfg, hp, folder)] = hp
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                pending.pop(fut)
-                _report(bar, fut.result(), log)  # a failure raises here, after saving others
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
 
 
 def _report(bar, rec: Mapping[str, Any], log) -> None:
