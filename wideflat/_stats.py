@@ -89,8 +89,7 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
         >>> round(r, 4), p < 1e-3
         (0.9952, True)
     """
-    pairs = [(float(a), float(b)) for a, b in zip(x, y, strict=True)
-             if math.isfinite(float(a)) and math.isfinite(float(b))]  # fmt: skip
+    pairs = list(zip(*_finite_pairs(x, y), strict=True))
     n = len(pairs)
     if n < 3:
         return math.nan, math.nan
@@ -114,6 +113,18 @@ def _finite_pairs(x: Sequence[float], y: Sequence[float]) -> tuple[list[float], 
     return [a for a, _ in pairs], [b for _, b in pairs]
 
 
+def _rank_statistic(name: str, x, y, minimum: int) -> tuple[float, float]:
+    """``scipy.stats.<name>`` on the finite pairs; (nan, nan) below ``minimum`` pairs or for a
+    constant sample."""
+    from scipy import stats
+
+    a, b = _finite_pairs(x, y)
+    if len(a) < minimum or len(set(a)) < 2 or len(set(b)) < 2:
+        return math.nan, math.nan
+    res = getattr(stats, name)(a, b)
+    return float(res.statistic), float(res.pvalue)
+
+
 def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     """Spearman's rank correlation ρ and its two-sided p-value (``scipy.stats.spearmanr``).
 
@@ -123,13 +134,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
         >>> round(spearman([1, 2, 3, 4], [10, 20, 30, 25])[0], 4)
         0.8
     """
-    from scipy import stats
-
-    a, b = _finite_pairs(x, y)
-    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
-        return math.nan, math.nan
-    res = stats.spearmanr(a, b)
-    return float(res.statistic), float(res.pvalue)
+    return _rank_statistic("spearmanr", x, y, 3)
 
 
 def kendall(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
@@ -141,13 +146,7 @@ def kendall(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
         >>> round(kendall([1, 2, 3, 4], [10, 20, 30, 25])[0], 4)
         0.6667
     """
-    from scipy import stats
-
-    a, b = _finite_pairs(x, y)
-    if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:
-        return math.nan, math.nan
-    res = stats.kendalltau(a, b)
-    return float(res.statistic), float(res.pvalue)
+    return _rank_statistic("kendalltau", x, y, 2)
 
 
 def granulated_kendall(
