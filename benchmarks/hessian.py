@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -29,13 +28,12 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared helpers
 
-from optim_overhead import cpu_model  # noqa: E402
+from optim_overhead import CLOCK, add_timing_options, cpu_model  # noqa: E402
 
 from wideflat.flatness.curvature import _batch_hvp  # noqa: E402
 from wideflat.models import create_model  # noqa: E402
 
 TARGET = 2.5
-CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def runners(model, x, y) -> dict:
@@ -85,17 +83,7 @@ def timed(fn, device: torch.device, clock) -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument(
-        "--clock",
-        choices=list(CLOCK),
-        default="wall",
-        help="wall time, or this process's CPU time (robust to other jobs on a shared machine; "
-        "use with --threads 1)",
-    )
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_timing_options(parser)
     args = parser.parse_args(argv)
     clock = CLOCK[args.clock]
     device = torch.device(args.device)

@@ -145,12 +145,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_timing_options(parser: argparse.ArgumentParser) -> None:
+    """The options every timing benchmark here shares (rounds, batch, threads, clock, device)."""
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--model", default="smallconvnet")
     parser.add_argument(
         "--clock",
         choices=list(CLOCK),
@@ -159,6 +158,12 @@ def main(argv=None) -> None:
         "use with --threads 1)",
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_timing_options(parser)
+    parser.add_argument("--model", default="smallconvnet")
     args = parser.parse_args(argv)
     global clock, DEVICE
     clock = CLOCK[args.clock]
