@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 from wideflat._io import json_ready
 
-__all__ = ["JsonRecord"]
+__all__ = ["JsonRecord", "versions_and_time"]
 
 
 class JsonRecord:
@@ -82,3 +83,17 @@ def _decode(value: Any, floats: bool) -> Any:
     if floats and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+def versions_and_time(t_start: float) -> dict[str, Any]:
+    """The provenance fields every result shares: torch and wideflat versions, and the wall
+    time since ``t_start`` (a ``time.perf_counter()`` reading)."""
+    import torch
+
+    from wideflat import __version__
+
+    return {
+        "torch_version": torch.__version__,
+        "wideflat_version": __version__,
+        "wall_time_s": time.perf_counter() - t_start,
+    }

@@ -56,7 +56,7 @@ from wideflat.flatness._model import (
     perturbed_parameters,
 )
 from wideflat.flatness._profile import BN_POLICIES
-from wideflat.flatness._record import JsonRecord
+from wideflat.flatness._record import JsonRecord, versions_and_time
 
 __all__ = ["HessianSpectrum", "hessian"]
 
@@ -467,8 +467,6 @@ def _spectrum(
     params, loss_fn, n_parameters, dtype, device, t_start,
 ) -> HessianSpectrum:  # fmt: skip
     """The :class:`HessianSpectrum` of the measured values, with the provenance."""
-    from wideflat import __version__ as wideflat_version
-
     trace_mean = trace_se = None
     if draws:
         arr = np.asarray(draws, dtype=np.float64)
@@ -495,7 +493,5 @@ def _spectrum(
         model=type(model).__name__,
         dtype=str(dtype).removeprefix("torch."),
         device=str(device),
-        torch_version=torch.__version__,
-        wideflat_version=wideflat_version,
-        wall_time_s=time.perf_counter() - t_start,
+        **versions_and_time(t_start),
     )

@@ -52,6 +52,7 @@ from wideflat.flatness._perturbations import (
     perturb,
 )
 from wideflat.flatness._profile import BN_POLICIES, PERTURBATIONS, LocalEnergyProfile, mean_se
+from wideflat.flatness._record import versions_and_time
 
 __all__ = ["LocalEnergyProfile", "classification_error", "local_energy"]
 
@@ -357,8 +358,6 @@ def _profile(
     engines, chunk_size, device, t_start,
 ) -> LocalEnergyProfile:  # fmt: skip
     """The :class:`LocalEnergyProfile` of the measured rows, with the provenance."""
-    from wideflat import __version__ as wideflat_version
-
     loss_draws = [r[0] for r in rows]
     err_draws = [r[1] for r in rows]
     err_mean, err_se = mean_se(err_draws)
@@ -385,9 +384,7 @@ def _profile(
         chunk_size=chunk_size,
         model=type(model).__name__,
         device=str(device),
-        torch_version=torch.__version__,
-        wideflat_version=wideflat_version,
-        wall_time_s=time.perf_counter() - t_start,
+        **versions_and_time(t_start),
     )
 
 

@@ -51,7 +51,7 @@ from wideflat.flatness._model import (
 )
 from wideflat.flatness._perturbations import evaluate_plain
 from wideflat.flatness._profile import BN_POLICIES
-from wideflat.flatness._record import JsonRecord
+from wideflat.flatness._record import JsonRecord, versions_and_time
 from wideflat.flatness.energy import classification_error
 
 __all__ = [
@@ -1002,17 +1002,13 @@ def _filter_normalized(z: Tensor, w: Tensor) -> Tensor:
 
 
 def _provenance(model, bn, seed, n_examples, device, t_start) -> dict[str, Any]:
-    from wideflat import __version__ as wideflat_version
-
     return {
         "bn": bn,
         "seed": int(seed),
         "n_examples": n_examples,
         "model": type(model).__name__,
         "device": str(device),
-        "torch_version": torch.__version__,
-        "wideflat_version": wideflat_version,
-        "wall_time_s": time.perf_counter() - t_start,
+        **versions_and_time(t_start),
     }
 
 

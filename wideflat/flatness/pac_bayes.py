@@ -32,7 +32,7 @@ from wideflat.flatness._model import (
     on_device,
 )
 from wideflat.flatness._profile import BN_POLICIES, PERTURBATIONS
-from wideflat.flatness._record import JsonRecord
+from wideflat.flatness._record import JsonRecord, versions_and_time
 from wideflat.flatness.energy import classification_error, local_energy
 from wideflat.flatness.worst_case import _positive
 
@@ -304,8 +304,6 @@ def _result(
     sigma_max, tol, bn, seed, params, device, t_start,
 ) -> PacBayesSigma:  # fmt: skip
     """The :class:`PacBayesSigma` of the search, with the provenance."""
-    from wideflat import __version__ as wideflat_version
-
     at_low = {s: (d, se) for s, d, se in evaluated}
     if status == "below_range":
         sigma, d, se = math.nan, math.nan, math.nan
@@ -337,7 +335,5 @@ def _result(
         n_examples=first.n_examples,
         model=type(model).__name__,
         device=str(device),
-        torch_version=torch.__version__,
-        wideflat_version=wideflat_version,
-        wall_time_s=time.perf_counter() - t_start,
+        **versions_and_time(t_start),
     )

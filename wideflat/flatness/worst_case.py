@@ -42,7 +42,7 @@ from wideflat.flatness._model import (
     perturbed_parameters,
 )
 from wideflat.flatness._profile import BN_POLICIES
-from wideflat.flatness._record import JsonRecord
+from wideflat.flatness._record import JsonRecord, versions_and_time
 
 __all__ = ["Sharpness", "sharpness"]
 
@@ -527,8 +527,6 @@ def _result(
     n_parameters, loss_fn, device, t_start,
 ) -> Sharpness:  # fmt: skip
     """The :class:`Sharpness` of the per-chunk results, with the provenance."""
-    from wideflat import __version__ as wideflat_version
-
     chunks_out = [r for r in chunks_out if r[2] > 0]
     sizes = [r[2] for r in chunks_out]
     n = sum(sizes)
@@ -562,7 +560,5 @@ def _result(
         loss=getattr(loss_fn, "__name__", type(loss_fn).__name__),
         model=type(model).__name__,
         device=str(device),
-        torch_version=torch.__version__,
-        wideflat_version=wideflat_version,
-        wall_time_s=time.perf_counter() - t_start,
+        **versions_and_time(t_start),
     )
