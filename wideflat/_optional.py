@@ -1,4 +1,5 @@
-"""Optional dependencies (torchvision, h5py): import them, or say in one line what to install.
+"""Optional dependencies (torchvision, h5py, lightning, tensorboard): import them, or say in
+one line what to install.
 
 An optional package can be absent, or installed but unable to load: PyPI's torchvision wheels
 are built for PyPI's CUDA torch, and next to the CPU torch wheel their compiled ops fail at
@@ -13,7 +14,12 @@ from types import ModuleType
 
 __all__ = ["import_optional"]
 
-_EXTRAS = {"torchvision": "vision", "h5py": "pgdl", "lightning": "lightning"}
+_EXTRAS = {
+    "torchvision": "vision",
+    "h5py": "pgdl",
+    "lightning": "lightning",
+    "tensorboard": "tensorboard",
+}
 
 
 def import_optional(module: str, feature: str) -> ModuleType:

@@ -174,6 +174,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write the metrics as TensorBoard scalars to each run folder's tensorboard/ "
+        "(needs: pip install 'wideflat[tensorboard]')",
+    )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -248,7 +254,8 @@ def _run_train(args: argparse.Namespace) -> int:
         overrides["budget"] = args.budget
     cfg = preset_config(args.preset, args.method, seed=args.seed, **overrides)
     out = args.out or str(Path("runs") / args.preset / f"{args.method}-s{args.seed}")
-    s = train(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress)
+    s = train(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress,
+              tensorboard=args.tensorboard)  # fmt: skip
     print(
         f"{s.label} seed {s.seed}: test error {100 * s.test_error:.2f}% after {s.epochs} "
         f"epochs ({s.steps} steps, {s.train_seconds:.0f} s, {s.images_per_s:.0f} images/s); "
@@ -283,7 +290,8 @@ def _run_compare(args: argparse.Namespace) -> int:
 
     out = args.out or str(Path("runs") / args.preset)
     table = compare(args.preset, args.methods, args.seeds, out, overrides=_overrides(args),
-                    device=args.device, progress=not args.no_progress)  # fmt: skip
+                    device=args.device, progress=not args.no_progress,
+                    tensorboard=args.tensorboard)  # fmt: skip
     print(table)
     print(f"table, plots and run folders in {out}")
     return 0
@@ -484,6 +492,40 @@ def _run_committee(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- wideflat report ----------------------------------------------------------------------
+
+
+def _add_report(sub) -> None:
+    report = _command(
+        sub,
+        "report",
+        "write one self-contained HTML page for a run, compare study, committee study or "
+        "correlate result",
+        "Read a result folder (a run: run.json; a compare study: */run.json; a committee "
+        "study: results.json; a correlate result: correlation.json) and write one HTML page "
+        "with its tables, figures (embedded; the page opens offline and can be sent as one "
+        "file), config and provenance. Nothing is trained or measured; a study still running "
+        "can be reported.",
+        _run_report,
+        "interrupted; nothing was written",
+    )
+    report.add_argument("folder", metavar="RUN_OR_STUDY", help="the result folder")
+    report.add_argument("--out", help="the page to write (default: RUN_OR_STUDY/report.html)")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from ._io import unwritable_reason
+    from .experiments.report import report_kind, write_report
+
+    kind = report_kind(args.folder)  # checked before anything is drawn
+    out = Path(args.out) if args.out else Path(args.folder) / "report.html"
+    if out.is_dir() or (reason := unwritable_reason(out.parent)) is not None:
+        raise ValueError(f"cannot write {str(out)!r}: {'a folder' if out.is_dir() else reason}")
+    page = write_report(args.folder, out)
+    print(f"wrote {page} ({kind})")
+    return 0
+
+
 # --- the parser and the guard -------------------------------------------------------------
 
 
@@ -496,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"wideflat {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_committee, _add_train, _add_compare):
+    for add in (_add_demo, _add_committee, _add_train, _add_compare, _add_report):
         add(sub)
     from ._cli_family import add_correlate, add_family
 

@@ -32,6 +32,7 @@ def compare(
     device: str | torch.device | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    tensorboard: bool = False,
 ) -> str:
     """Train every run kind × seed of a preset into ``out/<kind>-s<seed>``, then tabulate.
 
@@ -44,6 +45,9 @@ def compare(
     chance-level test error or above the preset's ``max_train_error`` is flagged († in the
     table with a footnote, grey and dashed in the figures;
     :func:`~wideflat.experiments.plots.run_flags`).
+
+    With ``tensorboard`` every run also writes TensorBoard scalars (``tensorboard --logdir
+    OUT`` shows the runs side by side; :mod:`~.tensorboard_log`).
 
     Returns:
         The Markdown table (test error mean ± std per method).
@@ -62,13 +66,18 @@ def compare(
         raise RunError(str(e)) from None
     for _, cfg in configs:
         check_names(cfg)
+    if tensorboard:  # refused before any run is trained
+        from .tensorboard_log import scalar_log
+
+        scalar_log(out)
     for kind, cfg in configs:
         folder = out / f"{kind}-s{cfg.seed}"
         if run_status(folder) == ("finished", config_hash(cfg)):
             log(f"{folder}: finished, kept")
             continue
         try:
-            train(cfg, folder, resume="auto", device=device, progress=progress, log=log)
+            train(cfg, folder, resume="auto", device=device, progress=progress, log=log,
+                  tensorboard=tensorboard)  # fmt: skip
         except NonFiniteRunError as e:  # recorded as failed in its run.json; go on
             log(f"{folder}: {e}")
     classes = dataset_info(configs[0][1].dataset).num_classes if configs else None

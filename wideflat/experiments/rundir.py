@@ -6,6 +6,8 @@
                             failed | interrupted, with "error") and the summary
         metrics.jsonl       one strict-JSON row per epoch (NaN as null, named in "nonfinite")
         metrics.csv         the same rows as a table (rewritten from metrics.jsonl each epoch)
+        tensorboard/        the same rows as TensorBoard scalars (``tensorboard=True``;
+                            :mod:`~.tensorboard_log`)
         energy/epoch-0005.json   local-energy profiles δE(σ) (LocalEnergyProfile.to_json)
         energy/train-error-0.01.json  ... measured when the train error first fell to 1 %
         energy/stationary.json   ... measured when the train loss stopped moving
@@ -106,6 +108,27 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
     return [row for row in map(parse_row, lines) if row is not None]
 
 
+def flat_row(row: dict) -> dict[str, Any]:
+    """A metrics row with ``nonfinite`` left out and a list value (each replica's errors)
+    spread over ``key[0]``, ``key[1]``, ... (the columns of metrics.csv and the TensorBoard
+    tags).
+
+    Example:
+        >>> flat_row({"epoch": 2, "errs": [0.1, 0.2], "nonfinite": []})
+        {'epoch': 2, 'errs[0]': 0.1, 'errs[1]': 0.2}
+    """
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key == "nonfinite":
+            continue
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                out[f"{key}[{i}]"] = v
+        else:
+            out[key] = value
+    return out
+
+
 def metrics_csv(rows: list[dict]) -> str:
     """Metrics rows as CSV: one column per key in order of first appearance, a list value
     (each replica's errors) spread over ``key[0]``, ``key[1]``, ...; NaN and missing cells
@@ -121,18 +144,7 @@ def metrics_csv(rows: list[dict]) -> str:
     import csv
     import io
 
-    flat: list[dict[str, Any]] = []
-    for row in rows:
-        out: dict[str, Any] = {}
-        for key, value in row.items():
-            if key == "nonfinite":
-                continue
-            if isinstance(value, list):
-                for i, v in enumerate(value):
-                    out[f"{key}[{i}]"] = v
-            else:
-                out[key] = value
-        flat.append(out)
+    flat = [flat_row(row) for row in rows]
     columns = list(dict.fromkeys(k for row in flat for k in row))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -283,10 +295,12 @@ def _now() -> str:
 class RunFolder:
     """The run folder ``out`` of one run: checked first, then written as the run goes."""
 
-    def __init__(self, out: str | os.PathLike):
+    def __init__(self, out: str | os.PathLike, *, tensorboard: bool = False):
         self.path = Path(out)
         self.metrics = self.path / "metrics.jsonl"
         self.record: dict[str, Any] = {}
+        self.tensorboard = tensorboard
+        self._scalars = None  # a tensorboard_log.ScalarLog once checked
 
     def check(self, resume: str | None) -> None:
         """RunError unless ``out`` can take this run: a folder (or nothing yet) that is
@@ -302,12 +316,18 @@ class RunFolder:
             )
         if unwritable_reason(out) is not None:
             raise RunError(f"output folder {out} is not writable")
+        if self.tensorboard:
+            from .tensorboard_log import scalar_log
+
+            self._scalars = scalar_log(out)
 
     def begin(self, record: dict[str, Any], rows: list[dict]) -> None:
         """Take the folder: the kept metrics rows, and run.json with status ``running``."""
         self.path.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(self.metrics, "".join(row_json(r) + "\n" for r in rows).encode())
         write_bytes_atomic(self.path / "metrics.csv", metrics_csv(rows).encode())
+        if self._scalars is not None:
+            self._scalars.begin(rows)
         self.record = {**record, "status": "running", "created": _now()}
         write_json_atomic(self.path / "run.json", self.record)
 
@@ -317,6 +337,8 @@ class RunFolder:
             f.write(row_json(row) + "\n")
         csv = metrics_csv(read_metrics(self.metrics))
         write_bytes_atomic(self.path / "metrics.csv", csv.encode())
+        if self._scalars is not None:
+            self._scalars.add(row)
 
     def energy_file(self, epoch: int | None = None, *, name: str | None = None) -> Path:
         """Where the local-energy profile measured after ``epoch`` goes, or the one a
@@ -328,13 +350,20 @@ class RunFolder:
 
     def stop(self, error: BaseException) -> None:
         """Mark run.json ``failed`` (``interrupted`` for Ctrl-C) with the error's one line."""
+        self._close_scalars()
         self.record["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
         self.record["error"] = " ".join(str(error).split()) or type(error).__name__
         with contextlib.suppress(OSError):  # e.g. the disk is full: the error itself is raised
             write_json_atomic(self.path / "run.json", self.record)
 
+    def _close_scalars(self) -> None:
+        if self._scalars is not None:
+            with contextlib.suppress(OSError):
+                self._scalars.close()
+
     def finish(self, cfg: TrainConfig, steps: int, train_seconds: float) -> RunSummary:
         """The :class:`RunSummary` from metrics.jsonl, stored in run.json (``finished``)."""
+        self._close_scalars()
         rows = read_metrics(self.metrics)
         evaluated = [r for r in rows if "test_error" in r]
         last = evaluated[-1] if evaluated else {}

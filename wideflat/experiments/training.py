@@ -58,6 +58,7 @@ def train(
     device: str | torch.device | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    tensorboard: bool = False,
 ) -> RunSummary:
     """Train one run of ``cfg`` into the run folder ``out`` (:mod:`~.rundir`).
 
@@ -71,6 +72,8 @@ def train(
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
         progress: show a tqdm bar.
         log: where one-line notes go (default: stderr).
+        tensorboard: also write the metrics as TensorBoard scalars to ``out/tensorboard``
+            (needs the ``tensorboard`` package; :mod:`~.tensorboard_log`).
 
     Returns:
         The :class:`~.rundir.RunSummary` (also in ``run.json``).
@@ -84,7 +87,7 @@ def train(
             run.json says ``failed``, older checkpoints are intact. Ctrl-C: ``interrupted``.
     """
     log = log or _stderr
-    folder = RunFolder(out)
+    folder = RunFolder(out, tensorboard=tensorboard)
     check_names(cfg)
     device = resolve_device(device)
     folder.check(resume)
