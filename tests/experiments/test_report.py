@@ -180,7 +180,7 @@ def _ink(page_path, tmp_path) -> float:
 
 def test_a_damaged_figure_is_reported_by_the_page_in_chromium(tmp_path):
     broken = figure(b"\x89PNG\r\n\x1a\n not really a png", "broken")
-    good = (tmp_path / "good.png")
+    good = tmp_path / "good.png"
     import matplotlib
 
     matplotlib.use("Agg")

@@ -17,7 +17,18 @@ import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["cell", "esc", "figure", "kv_table", "markdown", "note", "page", "pre", "section", "table"]
+__all__ = [
+    "cell",
+    "esc",
+    "figure",
+    "kv_table",
+    "markdown",
+    "note",
+    "page",
+    "pre",
+    "section",
+    "table",
+]
 
 _STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em;
@@ -67,7 +78,7 @@ def cell(value: Any, digits: int = 4) -> str:
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    if isinstance(value, bool) or isinstance(value, numbers.Integral):
+    if isinstance(value, bool | numbers.Integral):
         return str(value)
     if isinstance(value, numbers.Real):
         return f"{float(value):.{digits}g}"

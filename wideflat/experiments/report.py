@@ -54,11 +54,15 @@ __all__ = ["KINDS", "build_report", "report_kind", "write_report"]
 KINDS = ("run", "compare", "committee", "correlate")
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; ``ValueError`` naming the file when it is not one."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"cannot read {path}: {e}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"cannot read {path}: not a JSON object")
+    return value
 
 
 def report_kind(folder: str | os.PathLike) -> str:
@@ -75,7 +79,7 @@ def report_kind(folder: str | os.PathLike) -> str:
         return "correlate"
     if (folder / "results.json").is_file():
         results = _read_json(folder / "results.json")
-        if isinstance(results, dict) and str(results.get("schema", "")).startswith(
+        if str(results.get("schema", "")).startswith(
             "wideflat.committee_study"
         ):
             return "committee"
@@ -122,7 +126,11 @@ def _provenance(record: dict, keys: tuple[str, ...]) -> str:
 def _run_figures(runs: list, title: str) -> list[str]:
     from . import plots
 
-    out = [_figure("Test error over epochs (Fig. 2)", lambda p: plots.plot_test_error(runs, p, title=title))]
+    out = [
+        _figure(
+            "Test error over epochs (Fig. 2)", lambda p: plots.plot_test_error(runs, p, title=title)
+        )
+    ]
     if any("replica_distance" in r or "mean_distance" in r for x in runs for r in x.metrics):
         out.append(_figure(
             "Collapse: replica–center distance (rSGD), d(w, μ) (eSGD); center, replica and "
@@ -147,7 +155,7 @@ def _flagged(runs: list) -> list:
     from . import plots
     from .presets import get_preset
 
-    config = (_read_json(runs[0].path / "run.json") or {}).get("config", {}) if runs else {}
+    config = _read_json(runs[0].path / "run.json").get("config", {}) if runs else {}
     try:
         classes = dataset_info(config.get("dataset", "")).num_classes
         max_train = get_preset(config.get("name", "")).max_train_error
@@ -179,7 +187,10 @@ def _run_page(folder: Path) -> tuple[str, str, list[str]]:
         summary["error"] = record["error"]
     if run.flags:
         summary["not a result"] = "; ".join(run.flags)
-    sections = [h.section("Summary", h.kv_table(summary)), h.section("Figures", *_run_figures(runs, title))]
+    sections = [
+        h.section("Summary", h.kv_table(summary)),
+        h.section("Figures", *_run_figures(runs, title)),
+    ]
     matched = plots.matched_rows(runs)
     if matched:
         sections.append(h.section("Flatness at matched training error",
@@ -211,10 +222,17 @@ def _compare_page(folder: Path) -> tuple[str, str, list[str]]:
     header = ["run", "method", "seed", "status", "epochs", "test error (%)", "train error (%)",
               "stop", "not a result"]  # fmt: skip
     rows = [
-        [r.path.name, plots.LABELS.get(r.label, r.label), r.seed, r.status,
-         r.summary.get("epochs"), 100 * float(r.summary.get("test_error", float("nan"))),
-         100 * float(r.summary.get("train_error", float("nan"))), r.summary.get("stop_reason"),
-         "; ".join(r.flags)]  # fmt: skip
+        [
+            r.path.name,
+            plots.LABELS.get(r.label, r.label),
+            r.seed,
+            r.status,
+            r.summary.get("epochs"),
+            100 * float(r.summary.get("test_error", float("nan"))),
+            100 * float(r.summary.get("train_error", float("nan"))),
+            r.summary.get("stop_reason"),
+            "; ".join(r.flags),
+        ]  # fmt: skip
         for r in runs
     ]
     sections.append(h.section(f"Runs ({len(runs)})", h.table(header, rows)))
@@ -251,7 +269,9 @@ def _committee_page(folder: Path) -> tuple[str, str, list[str]]:
     sections = [h.section("Summary (mean ± std over restarts)",
                           h.pre(study.format_study_table(results)))]  # fmt: skip
     if cfg.get("mc_restarts"):
-        sections.append(h.section("BP against Monte Carlo", h.pre(study.format_bp_mc_table(results))))
+        sections.append(
+            h.section("BP against Monte Carlo", h.pre(study.format_bp_mc_table(results)))
+        )
     sections += [
         h.section("Figure", _figure("Fig. 1: local entropy, local energy, test error",
                                     lambda p: plot_fig1(results, p))),
@@ -275,9 +295,14 @@ def _correlate_page(folder: Path) -> tuple[str, str, list[str]]:
     axes = sorted({k for m in members for k in m.get("hparams", {})})
     header = ["network", *axes, "train error", "test error", "gap", *measures]
     rows = [
-        [m.get("id"), *(m.get("hparams", {}).get(a) for a in axes), m.get("train_error"),
-         m.get("test_error"), m.get("gap_error"),
-         *((m.get("measures", {}).get(k) or {}).get("value") for k in measures)]  # fmt: skip
+        [
+            m.get("id"),
+            *(m.get("hparams", {}).get(a) for a in axes),
+            m.get("train_error"),
+            m.get("test_error"),
+            m.get("gap_error"),
+            *((m.get("measures", {}).get(k) or {}).get("value") for k in measures),
+        ]  # fmt: skip
         for m in members
     ]
     sections = [
