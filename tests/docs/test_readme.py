@@ -72,6 +72,9 @@ def test_readme_torchrun_script_runs_and_resumes(tmp_path):
     for attempt in range(2):  # the second launch resumes from the last checkpoint (step 40)
         done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=120)
         assert done.returncode == 0, (attempt, done.stderr.decode()[-3000:])
+        # A crashed launch leaves its rendezvous file: the next launch must not re-use one
+        # (a name made of the attempt count alone would be rdzv-0 again).
+        (tmp_path / "rdzv-0").write_bytes(b"stale rendezvous of a crashed launch")
     steps = sorted(p.name for p in (tmp_path / "ckpt").iterdir() if p.name.startswith("step-"))
     assert steps == ["step-000000030", "step-000000040"]
     assert len(list((tmp_path / "ckpt" / steps[-1]).glob("rank-*.pt"))) == 3

@@ -21,18 +21,16 @@ a ``correlate`` result ``correlation.json``        the ranking, Fig. 7 and every
 Figures are drawn afresh from the files (the same functions the commands use) and embedded
 as PNG ``data:`` URIs (:mod:`._html`): the page is one file that opens offline.
 
-Example:
-    >>> import tempfile
+Example (a run folder as ``wideflat train`` writes it, cut down to two files):
+    >>> import json, tempfile
     >>> from pathlib import Path
-    >>> from wideflat.experiments.training import train
-    >>> from wideflat.experiments.presets import preset_config
-    >>> d = Path(tempfile.mkdtemp())
-    >>> cfg = preset_config("fashion-smallconvnet", "sgd", dataset="synthetic", model="mlp",
-    ...                     epochs=1, energy_epochs=(), train_subset=256)
-    >>> _ = train(cfg, d / "run", progress=False, log=lambda _: None)
-    >>> page = write_report(d / "run")
-    >>> page.name, "<table>" in page.read_text()
-    ('report.html', True)
+    >>> run = Path(tempfile.mkdtemp()) / "sgd-s0"
+    >>> run.mkdir()
+    >>> record = {"label": "sgd", "seed": 0, "status": "running", "config": {"name": "demo"}}
+    >>> _ = (run / "run.json").write_text(json.dumps(record))
+    >>> _ = (run / "metrics.jsonl").write_text('{"epoch": 1, "train_loss": 0.5, "test_error": 0.2}')
+    >>> report_kind(run), write_report(run).name
+    ('run', 'report.html')
 """
 
 from __future__ import annotations
