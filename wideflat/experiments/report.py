@@ -77,9 +77,7 @@ def report_kind(folder: str | os.PathLike) -> str:
         return "correlate"
     if (folder / "results.json").is_file():
         results = _read_json(folder / "results.json")
-        if str(results.get("schema", "")).startswith(
-            "wideflat.committee_study"
-        ):
+        if str(results.get("schema", "")).startswith("wideflat.committee_study"):
             return "committee"
     if (folder / "run.json").is_file():
         return "run"
