@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from wideflat.experiments.checkpoint import load_checkpoint
+from wideflat.experiments.presets import preset_config
 from wideflat.experiments.rundir import read_metrics
 
 TIMING = {"epoch_seconds", "train_seconds", "images_per_s", "eval_seconds"}
@@ -41,3 +42,13 @@ def metric_rows(run: Path) -> list[dict]:
     return [
         {k: v for k, v in r.items() if k not in TIMING} for r in read_metrics(run / "metrics.jsonl")
     ]
+
+
+def tiny_config(data_root, kind, **kw):
+    """A fashion-smallconvnet config shrunk to seconds: an MLP on the fake Fashion-MNIST
+    folder, 2 epochs, evaluation every epoch on 64 images, no δE; ``kw`` overrides."""
+    base = dict(data_root=data_root, model="mlp", train_subset=0, epochs=2, batch_size=32,
+                lr=0.05, lr_schedule="multistep:2", eval_every=1, energy_epochs=(),
+                train_eval_subset=64, eval_batch=64, gamma="exp:auto:x10")  # fmt: skip
+    base.update(kw)
+    return preset_config("fashion-smallconvnet", kind, **base)

@@ -9,23 +9,14 @@ import json
 
 import pytest
 import torch
-from _runs import final_state
+from _runs import final_state, tiny_config
 
 from wideflat.cli import build_parser
 from wideflat.experiments.build import build
 from wideflat.experiments.config import TrainConfig, config_hash
 from wideflat.experiments.methods import evaluate_replicas
-from wideflat.experiments.presets import preset_config
 from wideflat.experiments.rundir import read_metrics
 from wideflat.experiments.training import train
-
-
-def tiny(data_root, kind, **kw):
-    base = dict(data_root=data_root, model="mlp", train_subset=0, epochs=2, batch_size=32,
-                lr=0.05, lr_schedule="multistep:2", eval_every=1, energy_epochs=(),
-                train_eval_subset=64, eval_batch=64, gamma="exp:auto:x10")  # fmt: skip
-    base.update(kw)
-    return preset_config("fashion-smallconvnet", kind, **base)
 
 
 def _replica_states(payload: dict, y: int) -> list[dict]:
@@ -37,7 +28,7 @@ def _replica_states(payload: dict, y: int) -> list[dict]:
 
 
 def test_rsgd_rows_carry_distances_and_replica_and_ensemble_errors(tmp_path, fashion_root):
-    cfg = tiny(fashion_root, "rsgd")
+    cfg = tiny_config(fashion_root, "rsgd")
     train(cfg, tmp_path / "run", progress=False)
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     last = rows[-1]
@@ -63,7 +54,7 @@ def test_rsgd_rows_carry_distances_and_replica_and_ensemble_errors(tmp_path, fas
 
 
 def test_esgd_rows_carry_the_distance_to_the_running_mean(tmp_path, fashion_root):
-    train(tiny(fashion_root, "esgd"), tmp_path / "run", progress=False)
+    train(tiny_config(fashion_root, "esgd"), tmp_path / "run", progress=False)
     last = read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]
     payload = final_state(tmp_path / "run")
     weights = list(payload["model"].values())
@@ -74,7 +65,7 @@ def test_esgd_rows_carry_the_distance_to_the_running_mean(tmp_path, fashion_root
 
 
 def test_sgd_rows_have_no_collapse_quantities(tmp_path, fashion_root):
-    train(tiny(fashion_root, "sgd", epochs=1), tmp_path / "run", progress=False)
+    train(tiny_config(fashion_root, "sgd", epochs=1), tmp_path / "run", progress=False)
     row = read_metrics(tmp_path / "run" / "metrics.jsonl")[0]
     assert not {"replica_distance", "mean_distance", "replica_test_errors"} & set(row)
 
@@ -86,11 +77,11 @@ def test_stop_at_collapse_ends_the_run_after_the_epoch_below_the_tolerance(
     tmp_path, fashion_root, kind, quantity
 ):
     probe = tmp_path / "probe"
-    train(tiny(fashion_root, kind, epochs=3), probe, progress=False)
+    train(tiny_config(fashion_root, kind, epochs=3), probe, progress=False)
     values = [r[quantity] for r in read_metrics(probe / "metrics.jsonl")]
     tol = values[0] * 1.000001  # the first epoch is already below it
     notes = []
-    summary = train(tiny(fashion_root, kind, epochs=3, stop_at_collapse=tol, eval_every=2),
+    summary = train(tiny_config(fashion_root, kind, epochs=3, stop_at_collapse=tol, eval_every=2),
                     tmp_path / "run", progress=False, log=notes.append)  # fmt: skip
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert [r["epoch"] for r in rows] == [1] and "test_error" in rows[0]
@@ -99,7 +90,7 @@ def test_stop_at_collapse_ends_the_run_after_the_epoch_below_the_tolerance(
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["status"] == "finished" and record["summary"]["stop_reason"] == rows[0]["stop"]
     # Below the first value, the run goes on to its last epoch.
-    full = train(tiny(fashion_root, kind, epochs=3, stop_at_collapse=min(values) / 2),
+    full = train(tiny_config(fashion_root, kind, epochs=3, stop_at_collapse=min(values) / 2),
                  tmp_path / "full", progress=False)  # fmt: skip
     assert full.epochs == 3 and full.stop_reason == "epochs"
 
@@ -152,7 +143,7 @@ def test_plot_collapse_draws_the_distances_on_a_log_scale_and_the_rsgd_errors(
     from wideflat.experiments import plots
 
     for kind in ("rsgd", "esgd", "sgd"):
-        train(tiny(fashion_root, kind), tmp_path / "study" / kind, progress=False)
+        train(tiny_config(fashion_root, kind), tmp_path / "study" / kind, progress=False)
     runs = plots.collect_runs(tmp_path / "study")
     figures = []
     real = plots._figure
@@ -171,24 +162,24 @@ def test_plot_collapse_draws_the_distances_on_a_log_scale_and_the_rsgd_errors(
 def test_the_esgd_convention_reaches_the_optimizer_and_keeps_old_hashes(tmp_path, fashion_root):
     from wideflat.experiments.build import build
 
-    cfg = tiny(fashion_root, "esgd", convention="original", outer_gamma_scaled=True)
+    cfg = tiny_config(fashion_root, "esgd", convention="original", outer_gamma_scaled=True)
     group = build(cfg, torch.device("cpu"), fresh=False).opt.param_groups[0]
     assert (group["convention"], group["outer_gamma_scaled"]) == ("original", True)
-    base = tiny(fashion_root, "esgd")
+    base = tiny_config(fashion_root, "esgd")
     old = {k: v for k, v in base.to_dict().items() if k not in LATER}
     assert (
         config_hash(base)
         == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
     )
     with pytest.raises(ValueError, match="convention"):
-        tiny(fashion_root, "esgd", convention="ucla")
+        tiny_config(fashion_root, "esgd", convention="ucla")
 
 
 def test_metrics_csv_holds_the_same_rows_as_metrics_jsonl(tmp_path, fashion_root):
     import csv
     import math
 
-    train(tiny(fashion_root, "rsgd", eval_every=2), tmp_path / "run", progress=False)
+    train(tiny_config(fashion_root, "rsgd", eval_every=2), tmp_path / "run", progress=False)
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     with (tmp_path / "run" / "metrics.csv").open() as f:
         table = list(csv.DictReader(f))

@@ -9,22 +9,18 @@ import shutil
 import sys
 
 import pytest
+from _runs import tiny_config
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 from wideflat.experiments.errors import RunError  # noqa: E402
-from wideflat.experiments.presets import preset_config  # noqa: E402
 from wideflat.experiments.rundir import flat_row, read_metrics  # noqa: E402
 from wideflat.experiments.training import train  # noqa: E402
 
 
 def tiny(data_root, kind, **kw):
-    base = dict(data_root=data_root, model="mlp", train_subset=0, epochs=3, batch_size=32,
-                lr=0.05, lr_schedule="multistep:2", eval_every=2, energy_epochs=(),
-                train_eval_subset=64, eval_batch=64, gamma="exp:auto:x10")  # fmt: skip
-    base.update(kw)
-    return preset_config("fashion-smallconvnet", kind, **base)
+    return tiny_config(data_root, kind, **{"epochs": 3, "eval_every": 2, **kw})
 
 
 def events(run) -> dict[str, list[tuple[int, float]]]:
