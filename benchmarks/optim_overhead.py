@@ -11,7 +11,12 @@ variants alternate in one run; each figure is the median over rounds, and the pr
 ratio is the median over rounds of variant / SGD within the round (quartiles printed too).
 Target: ≤ 1.05 each.
 
-    python benchmarks/optim_overhead.py [--rounds 15] [--batch 128] [--threads 1]
+``--breakdown`` also times, on the same parameters, each kernel eSGD adds to an inner step
+(the coupling, the noise draw, the noise add, the running mean: the library's own kernels)
+as a percentage of one SGD step (forward, backward, ``opt.step``): their sum is the part of
+eSGD's overhead that its arithmetic alone costs, whatever the bookkeeping around it.
+
+    python benchmarks/optim_overhead.py [--rounds 15] [--batch 128] [--threads 1] [--breakdown]
 """
 
 from __future__ import annotations
@@ -133,6 +138,45 @@ def compare(name: str, baseline, variant, rounds: int) -> float:
     return ratio
 
 
+def breakdown(model: nn.Module, batches: Batches, rounds: int, reps: int = 20) -> None:
+    """Each kernel eSGD adds per inner step, as a % of one SGD step on ``model``."""
+    from wideflat._kernels import esgd_coupling_, langevin_, running_mean_
+
+    params = [p for p in model.parameters()]
+    sgd = sgd_runner([model], batches, 1)
+    sgd()  # gradients exist from here on
+    grads = [p.grad for p in params]
+    anchors = [p.detach().clone() for p in params]
+    means = [p.detach().clone() for p in params]
+    flat = torch.empty(sum(p.numel() for p in params), device=DEVICE)
+    pieces = [
+        x.view_as(p) for x, p in zip(flat.split([p.numel() for p in params]), params, strict=True)
+    ]
+    gen = torch.Generator(device=DEVICE).manual_seed(0)
+    work = [p.detach() for p in params]  # the kernels run outside autograd, as in the step
+    kernels = {
+        "coupling g' += γ (w' − w)": lambda: esgd_coupling_(grads, work, anchors, 1e-12),
+        "noise draw ξ ~ N(0, I)": lambda: flat.normal_(generator=gen),
+        "noise add w' += √η' ε ξ": lambda: langevin_(work, pieces, 1e-12),
+        "running mean μ ← lerp(μ, w')": lambda: running_mean_(means, work, 1.0),
+    }
+    times: dict[str, list[float]] = {"SGD step": [], **{k: [] for k in kernels}}
+    for _ in range(rounds):
+        times["SGD step"].append(timed(sgd))
+        for name, fn in kernels.items():
+            times[name].append(timed(lambda fn=fn: [fn() for _ in range(reps)]) / reps)
+    step = statistics.median(times["SGD step"])
+    total = 0.0
+    for name in kernels:
+        share = statistics.median(times[name]) / step
+        total += share
+        print(f"  {name:<32} {statistics.median(times[name]) * 1e3:7.3f} ms  {100 * share:5.2f} %")
+    print(
+        f"  eSGD's added kernels per inner step: {100 * total:.2f} % of an SGD step "
+        f"({step * 1e3:.1f} ms): the floor of its per-gradient overhead from arithmetic alone"
+    )
+
+
 def cpu_model() -> str:
     """The CPU's model name (Linux /proc/cpuinfo, as lscpu shows it), else the platform's."""
     try:
@@ -164,6 +208,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_timing_options(parser)
     parser.add_argument("--model", default="smallconvnet")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also time each kernel eSGD adds per inner step"
+    )
     args = parser.parse_args(argv)
     global clock, DEVICE
     clock = CLOCK[args.clock]
@@ -205,6 +252,8 @@ def main(argv=None) -> None:
         f"per-gradient overhead ratios: eSGD {r1:.3f}, rSGD {r2:.3f} (target <= 1.05); "
         f"eSGD without Langevin noise {r0:.3f}"
     )
+    if args.breakdown:
+        breakdown(copy.deepcopy(net), Batches(xs, ts), args.rounds)
 
 
 if __name__ == "__main__":
