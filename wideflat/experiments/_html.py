@@ -129,9 +129,7 @@ def markdown(text: str) -> str:
 
     def flush() -> None:
         if rows:
-            out.append(
-                table(rows[0], rows[1:]).replace('<td class="n">', "<td>")  # text cells
-            )
+            out.append(table(rows[0], rows[1:]))  # cells are text: left-aligned
             rows.clear()
 
     for line in text.splitlines():
