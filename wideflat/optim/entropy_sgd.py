@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -12,9 +11,10 @@ from torch.optim import Optimizer
 
 from .. import _rng
 from .. import _validate as check
-from .._kernels import esgd_coupling_, langevin_, local_entropy_grad_, running_mean_
+from .._kernels import esgd_coupling_, local_entropy_grad_, running_mean_
 from . import _amp
 from ._closures import lightning_closure_problem
+from ._esgd_noise import NoiseDraw as _NoiseDraw
 from ._esgd_scratch import Scratch as _Scratch
 from .errors import MissingClosureError, NonFiniteLossError
 
@@ -138,6 +138,13 @@ class EntropySGD(Optimizer):
     so the next step is the one an uninterrupted run would take. Step hooks (the
     optimizer's own and torch's global ones) fire once per outer step; the wrapped
     optimizers' hooks are not called.
+
+    Threads. On CPU the Langevin noise of an inner step (≥ 65,536 numbers) is drawn on one
+    worker thread while the closure runs on the calling thread: torch's CPU generator is
+    serial and the draw is most of eSGD's extra cost. The bits are those of drawing it
+    after the closure (the draw is redone when the closure leaves a parameter that
+    requires a gradient without one), so results depend neither on the thread nor on
+    ``torch.set_num_threads``.
 
     Mixed precision. Run the closure's forward pass under ``torch.autocast`` (bfloat16 on
     CPU; float16 or bfloat16 on CUDA). The parameters, both optimizers' states, μ, the
@@ -455,11 +462,14 @@ class EntropySGD(Optimizer):
                 for p in group["params"]:
                     self.inner.state.pop(p, None)
         touched: set[int] = set()
-        first_loss = scale = None
+        first_loss = scale = draw = None
         try:
             for step in range(n_inner):
                 for p in params:
                     p.grad = None
+                # This step's Langevin noise, drawn (on CPU: on a worker thread) while the
+                # closure runs; it does not depend on the closure.
+                draw = _NoiseDraw(self.param_groups, params, scratch, self._noise)
                 # An autocast region around step() keeps its casts of the parameters until
                 # it exits, so the next forward would read w' before this update: drop them.
                 torch.clear_autocast_cache()
@@ -493,10 +503,10 @@ class EntropySGD(Optimizer):
                         params,
                         anchors,
                         means,
-                        scratch,
-                        self._noise,
+                        draw,
                         gamma_override,
                     )
+                draw = None
             if self.check_finite:
                 # A NaN/inf gradient with a finite loss (or a non-finite update) stays in w'
                 # for the rest of the loop, so the final iterate shows it: one fused check.
@@ -512,10 +522,14 @@ class EntropySGD(Optimizer):
             if scaler is not None:  # the step will be taken: no inf this step
                 self._scaler_report(scaler, False, params)
         except _amp.Overflow:
+            if draw is not None:
+                draw.settle()
             self._restore(params, anchors, saved)
             self._scaler_report(scaler, True, params)  # update() backs the scale off
             raise
         except BaseException:  # StopIteration, KeyboardInterrupt, NaN, ...: undo, re-raise
+            if draw is not None:  # the generator is reset: no draw may be running then
+                draw.settle()
             self._restore(params, anchors, saved)
             raise
         return first_loss, params, anchors, means, touched
@@ -649,9 +663,7 @@ def _with_grad(groups) -> list[list[int]]:
     return live
 
 
-def _esgd_inner_update(
-    groups, live, inner_step, params, anchors, means, scratch, noise_gens, gamma_override
-):
+def _esgd_inner_update(groups, live, inner_step, params, anchors, means, draw, gamma_override):
     """One SGLD step on every group, in place on ``params`` (the w').
 
     ``convention="paper"``: g' = ∇L(w') + γ (w' − w); w' ← inner_step(w', g');
@@ -680,44 +692,11 @@ def _esgd_inner_update(
     inner_step()
     for ps, step, diffs in after:  # w' −= η' γ (w'₀ − w), outside the inner optimizer
         torch._foreach_add_(ps, diffs, alpha=step)
-    _langevin_(groups, live, params, scratch, noise_gens)
+    draw.add_(live)  # the Langevin noise √η' ε ξ (√(2η') ε ξ under "original")
     for group, idx in zip(groups, live, strict=True):
         if idx:
             ps = [params[i] for i in idx]
             running_mean_([means[i] for i in idx], ps, group["alpha"])
-
-
-def _langevin_(groups, live, params, scratch: _Scratch, gens: _rng.DeviceGenerators) -> None:
-    """w' += √η' ε ξ with ξ ~ N(0, I), on the parameters that received a gradient.
-
-    Under ``convention="original"`` the scale is √(2η') ε: the original code adds
-    ε/√(η'/2)·ξ to the update direction that it then multiplies by η'. ξ is drawn with one
-    ``normal_`` call per (device, dtype) into a flat buffer (kept on CPU), in the order of
-    the groups and parameters, whatever the convention. Noise stream change, for the record:
-    with several groups this is one draw where earlier versions drew once per group; one
-    group gives ``torch.randn`` of the flat size, as before.
-    """
-    buckets: dict[tuple, list[tuple[int, float]]] = {}
-    for group, idx in zip(groups, live, strict=True):
-        if group["convention"] == "original":
-            scale = math.sqrt(2.0 * group["inner_lr"]) * group["noise"]
-        else:
-            scale = math.sqrt(group["inner_lr"]) * group["noise"]
-        if scale != 0:
-            for i in idx:
-                p = params[i]
-                buckets.setdefault((p.device, p.dtype), []).append((i, scale))
-    for key, members in buckets.items():
-        ps = [params[i] for i, _ in members]
-        flat, *pieces = scratch.noise_views(key, ps, tuple(i for i, _ in members))
-        flat.normal_(generator=gens.get(key[0]))  # torch.randn's stream, no allocation
-        start = 0
-        while start < len(members):  # one foreach call per run of equal scales (per group)
-            scale, end = members[start][1], start
-            while end < len(members) and members[end][1] == scale:
-                end += 1
-            langevin_(ps[start:end], pieces[start:end], scale)
-            start = end
 
 
 def _check_convention(convention: Any) -> str:

@@ -27,7 +27,8 @@ from wideflat.models.committee import (
     init_committee_weights,
     normalize_units,
 )
-from wideflat.optim import EntropySGD, ReplicatedSGD, entropy_sgd
+from wideflat.optim import EntropySGD, ReplicatedSGD
+from wideflat.optim._esgd_noise import NoiseDraw
 
 F64 = torch.float64
 N, K, M, B, SEED = 21, 3, 60, 20, 4
@@ -136,18 +137,21 @@ def test_esgd_outer_iterations_equal_entropy_sgd(data, noise, monkeypatch):
         return loss
 
     # EntropySGD's Langevin step drawing the committee's noise (its generator, in the state the
-    # committee draws from), then the committee's renormalization of w' (before the running
-    # mean), as the committee trainer does.
-    real_langevin = entropy_sgd._langevin_
+    # committee draws from after ∇L: whatever EntropySGD drew while the closure ran is
+    # dropped), then the committee's renormalization of w' (before the running mean), as the
+    # committee trainer does.
+    real_add = NoiseDraw.add_
 
-    def committee_langevin(groups, live, params, scratch, gens):
+    def committee_add(draw, live):
+        draw.settle()
         noise = torch.Generator()
         noise.set_state(state.noise_from)
-        real_langevin(groups, live, params, scratch, SimpleNamespace(get=lambda device: noise))
-        for p in params:
+        draw.gens, draw.layout, draw._states = SimpleNamespace(get=lambda device: noise), None, {}
+        real_add(draw, live)
+        for p in draw.params:
             p.copy_(normalize_units(p))
 
-    monkeypatch.setattr(entropy_sgd, "_langevin_", committee_langevin)
+    monkeypatch.setattr(NoiseDraw, "add_", committee_add)
     for want_w, want_mu in expected:
         opt.step(closure)
         with torch.no_grad():
