@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
+import _procs
 import pytest
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -70,7 +70,7 @@ def test_readme_torchrun_script_runs_and_resumes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", *command[1:]]
     for attempt in range(2):  # the second launch resumes from the last checkpoint (step 40)
-        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=120)
+        done = _procs.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=120)
         assert done.returncode == 0, (attempt, done.stderr.decode()[-3000:])
         # A crashed launch leaves its rendezvous file: the next launch must not re-use one
         # (a name made of the attempt count alone would be rdzv-0 again).

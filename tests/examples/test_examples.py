@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+import _procs
 import pytest
 import torch
 
@@ -23,7 +23,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
 def run(cwd: Path, *args: str, timeout: float = 60) -> str:
     """Run ``python args...`` in ``cwd``; returns stdout, after checking exit status 0."""
-    done = subprocess.run([sys.executable, *args], cwd=cwd, env=ENV, capture_output=True,
+    done = _procs.run([sys.executable, *args], cwd=cwd, env=ENV, capture_output=True,
                           text=True, timeout=timeout)  # fmt: skip
     assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-3000:])
     return done.stdout

@@ -9,8 +9,8 @@ import base64
 import html
 import re
 import shutil
-import subprocess
 
+import _procs
 import pytest
 
 from wideflat.cli import main
@@ -143,7 +143,7 @@ def _browser() -> str:
 def _chromium(path, *args: str) -> str:
     cmd = [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
            "--no-first-run", "--disable-dev-shm-usage", *args, path.as_uri()]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    done = _procs.run(cmd, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+import _procs
 import pytest
 import torch
 from _engine_problem import HYPER, SEED, Y, make_data, make_model, replica_state, train
@@ -37,7 +37,7 @@ def torchrun(out: Path, *phases: str, max_restarts: int = 0, env: dict | None = 
         *phases,
     ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=environment)
+    proc = _procs.run(cmd, capture_output=True, text=True, timeout=240, env=environment)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
