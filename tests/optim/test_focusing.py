@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from _problems import LinearModel, Stream, mse
+from torch import nn
 
 from wideflat.optim import (
     ConstantGamma,
@@ -136,6 +137,43 @@ def test_auto_gamma0_rsgd_accepts_every_container(container):
     assert auto_gamma0_rsgd(container(), lambda m: mse(m, batch)) == pytest.approx(
         expected, rel=1e-6
     )
+
+
+class BatchNormModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin, self.bn = nn.Linear(6, 3), nn.BatchNorm1d(3)
+
+    def forward(self, x):
+        return self.bn(self.lin(x))
+
+
+@pytest.mark.parametrize(
+    "container",
+    [
+        lambda m: Replicas(m, 3, seed=0),
+        lambda m: StackedReplicas(m, 3, seed=0),
+        lambda m: ReplicatedSGD(m, lr=0.01, y=3, engine="loop", seed=0),
+        lambda m: ReplicatedSGD(m, lr=0.01, y=3, engine="vmap", seed=0),
+    ],
+    ids=["Replicas", "StackedReplicas", "ReplicatedSGD-loop", "ReplicatedSGD-vmap"],
+)
+def test_auto_gamma0_rsgd_leaves_batchnorm_statistics_as_they_were(container):
+    """The loss is taken in train mode (batch statistics), but the running statistics the
+    forward moves are put back: measuring γ0 changes nothing in the replicas."""
+    torch.manual_seed(0)
+    replicas = container(BatchNormModel())
+    engine = replicas.replicas if isinstance(replicas, ReplicatedSGD) else replicas
+    before = [copy.deepcopy(dict(engine[a].named_buffers())) for a in range(3)]
+    batch = Stream(0).batch()
+    gamma0 = auto_gamma0_rsgd(replicas, lambda m: mse(m, batch))
+    for a in range(3):
+        assert engine[a].training
+        for name, value in engine[a].named_buffers():
+            assert torch.equal(value, before[a][name]), (a, name)
+    # the same γ0 as the loss taken on each replica by hand (train mode, fresh statistics)
+    losses = sum(float(mse(engine[a], batch)) for a in range(3))
+    assert gamma0 == pytest.approx(losses / float(engine.distances().sum()), rel=1e-6)
 
 
 def test_auto_gamma0_rsgd_rejects_identical_replicas():

@@ -239,7 +239,9 @@ def auto_gamma0_rsgd(
             all-reduced) and all get the same γ0.
         loss_fn: ``loss_fn(module)`` → the loss of one replica (e.g. on a fixed batch); it
             receives the live module ``engine[a]`` of each local replica, under
-            ``torch.no_grad``.
+            ``torch.no_grad``, in the mode it is in; its buffers (e.g. BatchNorm's running
+            statistics, which a forward in train mode moves) are put back afterwards, so
+            the replicas are left exactly as they were.
 
     Returns:
         γ0 as a float. Raises ``ValueError`` if the replicas coincide (Σ d = 0).
@@ -250,7 +252,7 @@ def auto_gamma0_rsgd(
             f"Invalid replicas: {type(replicas).__name__} (expected a ReplicatedSGD or a replica "
             "engine)"
         )
-    total_loss = sum(float(loss_fn(engine[a])) for a in engine.local_indices)
+    total_loss = sum(_loss_keeping_buffers(loss_fn, engine[a]) for a in engine.local_indices)
     total_loss = engine.sum_over_ranks(total_loss)
     total_distance = float(engine.distances().sum())
     if not math.isfinite(total_loss):
@@ -261,3 +263,15 @@ def auto_gamma0_rsgd(
             "build them with init='independent'"
         )
     return total_loss / total_distance
+
+
+def _loss_keeping_buffers(loss_fn: Callable[[nn.Module], Any], module: nn.Module) -> float:
+    """``float(loss_fn(module))``, with the module's buffers restored (in place) after."""
+    buffers = list(module.buffers())
+    saved = [b.clone() for b in buffers]
+    try:
+        return float(loss_fn(module))
+    finally:
+        with torch.no_grad():
+            for b, s in zip(buffers, saved, strict=True):
+                b.copy_(s)
