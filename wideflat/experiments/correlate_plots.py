@@ -1,4 +1,6 @@
-"""Figures of a correlation study: Fig. 7 (δE_train against the gap) and every measure."""
+"""Figures of a correlation study: Fig. 7 (δE_train against the gap) and every measure.
+
+Drawn on the Agg canvas (no pyplot, no global backend), as :mod:`wideflat.experiments.plots`."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from .plots import _figure
 
 __all__ = ["plot_fig7", "plot_measures"]
 
@@ -33,9 +37,8 @@ def _scatter(ax, result: Mapping[str, Any], name: str, *, color_by: str = "batch
 
 def plot_fig7(result: Mapping[str, Any], path: str | Path | None = None):
     """δE_train(σ) against the generalization gap, one point per network (paper Fig. 7)."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    fig = _figure((5.2, 4.2))
+    ax = fig.subplots()
     _scatter(ax, result, "delta_energy")
     cfg = result["config"]
     ax.set_xlabel(f"δE_train(σ = {cfg['sigma']:g}), {cfg['samples']} draws (larger = sharper)")
@@ -44,19 +47,17 @@ def plot_fig7(result: Mapping[str, Any], path: str | Path | None = None):
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)
-        plt.close(fig)
         return Path(path)
     return fig
 
 
 def plot_measures(result: Mapping[str, Any], path: str | Path | None = None):
     """Every measure against the generalization gap, in the ranking's order."""
-    import matplotlib.pyplot as plt
-
     names = list(result["ranking"])
     cols = 3
     rows = max(1, math.ceil(len(names) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    fig = _figure((4.2 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
         _scatter(ax, result, name)
     for ax in list(axes.flat)[len(names) :]:
@@ -68,6 +69,5 @@ def plot_measures(result: Mapping[str, Any], path: str | Path | None = None):
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)
-        plt.close(fig)
         return Path(path)
     return fig
