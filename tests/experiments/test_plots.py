@@ -46,3 +46,25 @@ def test_figures_use_no_pyplot_and_no_global_backend(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False"]
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_method_has_one_colour_in_every_panel():
+    """Panels where a method is missing must not shift the others' colours (rSGD×y was
+    green in one panel of the matched-error figure and red in the next)."""
+    from matplotlib.figure import Figure
+
+    def run(label, triggers):
+        prof = {"sigmas": [0.0, 0.5], "delta_error": [0.0, 0.1]}
+        return plots.RunRecord(path=None, label=label, seed=0, status="finished",
+                               triggered={t: prof for t in triggers})  # fmt: skip
+
+    runs = [run("sgd", "ab"), run("esgd", "ab"), run("rsgd", "b"), run("rsgdxy", "ab")]
+    left, right = Figure().subplots(1, 2)
+    plots._draw_energy(left, runs, "a", triggered=True)
+    plots._draw_energy(right, runs, "b", triggered=True)
+    colours = [
+        {ln.get_label().split(" (")[0]: ln.get_color() for ln in ax.lines} for ax in (left, right)
+    ]
+    assert set(colours[0]) == {"SGD", "eSGD", "rSGD×y"}
+    assert all(colours[1][name] == colour for name, colour in colours[0].items())
+    assert len(set(colours[1].values())) == 4

@@ -319,16 +319,26 @@ def _groups(runs: list[RunRecord], label: str) -> list[tuple[list[RunRecord], bo
     return [(group, bad) for group, bad in ((clean, False), (flagged, True)) if group]
 
 
-def _draw(ax, x, mean, std, label: str, flagged: bool) -> None:
-    """One mean ± std curve; a flagged one grey, dashed, with a hatched band."""
+def _method_color(label: str) -> str:
+    """The method's colour, the same in every panel and figure (SGD C0, eSGD C1, rSGD C2,
+    rSGD×y C3, SAM C4; another label a fixed colour from the rest of the cycle)."""
+    if label in _ORDER:
+        return f"C{_ORDER.index(label)}"
+    return f"C{len(_ORDER) + sum(map(ord, label)) % (10 - len(_ORDER))}"
+
+
+def _draw(ax, x, mean, std, label: str, flagged: bool, *, method: str, ls: str = "-") -> None:
+    """One mean ± std curve in ``method``'s colour; a flagged one grey, dashed, with a
+    hatched band."""
     if flagged:
         ax.plot(x, mean, "--", marker="x", ms=4, color=FLAGGED_COLOR, label=label)
         ax.fill_between(
             x, mean - std, mean + std, facecolor="none", edgecolor=FLAGGED_COLOR, hatch="//"
         )
         return
-    (line,) = ax.plot(x, mean, marker="o", ms=3, label=label)
-    ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    color = _method_color(method)
+    ax.plot(x, mean, ls, marker="o", ms=3, color=color, label=label)
+    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2)
 
 
 def _label(label: str, group: list[RunRecord], flagged: bool, errors: bool = False) -> str:
@@ -350,9 +360,9 @@ def _draw_test_error(ax, runs: list[RunRecord]) -> bool:
     return _draw_over_epochs(ax, runs, lambda row: 100 * _num(row.get("test_error")))
 
 
-def _draw_over_epochs(ax, runs: list[RunRecord], value, suffix: str = "") -> bool:
+def _draw_over_epochs(ax, runs: list[RunRecord], value, suffix: str = "", ls: str = "-") -> bool:
     """Per method, mean ± std over seeds of ``value(row)`` against the epoch (rows where it
-    is not finite are skipped); whether anything was drawn."""
+    is not finite are skipped), in line style ``ls``; whether anything was drawn."""
     drawn = False
     for label in sorted({r.label for r in runs}, key=_sort_key):
         for group, flagged in _groups(runs, label):
@@ -367,7 +377,8 @@ def _draw_over_epochs(ax, runs: list[RunRecord], value, suffix: str = "") -> boo
             epochs = sorted(curves)
             mean = np.array([np.mean(curves[e]) for e in epochs])
             std = np.array([np.std(curves[e]) for e in epochs])
-            _draw(ax, epochs, mean, std, _label(label, group, flagged) + suffix, flagged)
+            text = _label(label, group, flagged) + suffix
+            _draw(ax, epochs, mean, std, text, flagged, method=label, ls=ls)
             drawn = True
     return drawn
 
@@ -392,7 +403,8 @@ def _draw_energy(ax, runs: list[RunRecord], epoch, *, triggered: bool = False) -
                 continue
             c = np.array(curves, dtype=float)
             mean, std = np.nanmean(c, axis=0), np.nanstd(c, axis=0)
-            _draw(ax, sigmas, mean, std, _label(label, group, flagged, errors=True), flagged)
+            text = _label(label, group, flagged, errors=True)
+            _draw(ax, sigmas, mean, std, text, flagged, method=label)
 
 
 def _legend(ax, runs: list[RunRecord], **where) -> None:
@@ -458,7 +470,8 @@ def plot_collapse(runs: list[RunRecord], path: str | os.PathLike, *, title: str 
     left, right = fig.subplots(1, 2)
     drawn = _draw_over_epochs(left, runs, lambda r: _num(r.get("replica_distance")),
                               " replica-center")  # fmt: skip
-    drawn |= _draw_over_epochs(left, runs, lambda r: _num(r.get("mean_distance")), " d(w, μ)")
+    drawn |= _draw_over_epochs(left, runs, lambda r: _num(r.get("mean_distance")), " d(w, μ)",
+                               "--")  # fmt: skip
     if drawn:
         left.set_yscale("log")
     else:
@@ -468,8 +481,9 @@ def plot_collapse(runs: list[RunRecord], path: str | os.PathLike, *, title: str 
     left.set_ylabel("distance (½ squared norm)")
     left.set_title("collapse: replicas to center (rSGD), w to μ (eSGD)")
     shown = False
-    for key, suffix in (("test_error", " center"), ("replica_test_errors", " replicas (mean)"),
-                        ("ensemble_test_error", " ensemble")):  # fmt: skip
+    for key, suffix, ls in (("test_error", " center", "-"),
+                            ("replica_test_errors", " replicas (mean)", "--"),
+                            ("ensemble_test_error", " ensemble", ":")):  # fmt: skip
         rsgd = [r for r in runs if any("replica_test_errors" in row for row in r.metrics)]
         if not rsgd:
             break
@@ -478,7 +492,7 @@ def plot_collapse(runs: list[RunRecord], path: str | os.PathLike, *, title: str 
             v = row.get(key)
             return 100 * (float(np.mean(v)) if isinstance(v, list) and v else _num(v))
 
-        shown |= _draw_over_epochs(right, rsgd, value, suffix)
+        shown |= _draw_over_epochs(right, rsgd, value, suffix, ls)
     if not shown:
         right.text(0.5, 0.5, "no rSGD runs", ha="center", va="center", transform=right.transAxes)
     right.set_xlabel("epoch")
