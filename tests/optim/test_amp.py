@@ -519,7 +519,13 @@ def _dist_worker(rank: int, port: int, out: str) -> None:
         params = [p.detach().tolist() for p in opt.replicas.parameters()]
         results[mode] = dict(params=params, steps=steps, scale=scaler.get_scale(), error=error)
     Path(out, f"rank-{rank}.json").write_text(json.dumps(results))
+    dist.barrier()
     dist.destroy_process_group()
+    # Skip the interpreter's finalization: destroying what gloo's threads still held then
+    # aborted one run in fifteen to twenty-five here, after the results were written
+    # ("terminate called without an active exception", SIGABRT; pytorch/pytorch#179291).
+    # The test is about the ranks' results, not about torch's exit.
+    os._exit(0)
 
 
 @pytest.mark.dist
