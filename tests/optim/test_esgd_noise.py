@@ -15,6 +15,7 @@ from _problems import Stream, assert_state_equal, mse
 from torch import nn
 
 from wideflat.optim import EntropySGD, _esgd_noise
+from wideflat.optim._esgd_scratch import Scratch
 
 
 class Wide(nn.Module):
@@ -71,6 +72,7 @@ def _train(threshold, monkeypatch, fail_at=None):
     """Four outer steps; with ``fail_at``, a step whose closure raises at that call (on other
     batches) comes before the last one and must leave no trace."""
     monkeypatch.setattr(_esgd_noise, "_THREAD_MIN", threshold)
+    monkeypatch.setattr(_esgd_noise, "_spare_core", lambda: True)  # whatever torch's threads
     model, stream, calls = Wide(), Stream(1), []
     opt = _opt(model)
     for step in range(4):
@@ -102,6 +104,7 @@ def test_noise_is_added_to_the_parameters_that_got_a_gradient_only(monkeypatch):
     """One inner step from zero gradients, noise only: w' − w is √η' ε ξ on the live
     parameter, ξ the first numbers of the generator, and 0 on the one left out."""
     monkeypatch.setattr(_esgd_noise, "_THREAD_MIN", 0)
+    monkeypatch.setattr(_esgd_noise, "_spare_core", lambda: True)
     live, left_out = nn.Parameter(torch.zeros(40_000)), nn.Parameter(torch.zeros(10))
     opt = EntropySGD(
         [live, left_out], lr=1.0, inner_lr=0.04, inner_steps=1, gamma=0.0, alpha=0.0, noise=0.5,
@@ -117,3 +120,16 @@ def test_noise_is_added_to_the_parameters_that_got_a_gradient_only(monkeypatch):
     xi = torch.randn(40_000, generator=torch.Generator().manual_seed(11))
     torch.testing.assert_close(live.detach(), 0.2 * 0.5 * xi, rtol=0, atol=0)
     assert torch.equal(left_out.detach(), torch.zeros(10))
+
+
+def test_the_worker_is_used_only_with_a_core_to_spare(monkeypatch):
+    p = nn.Parameter(torch.zeros(1 << 17))
+    p.grad = torch.zeros_like(p)
+    groups = [{"params": [p], "inner_lr": 0.01, "noise": 1.0, "convention": "paper"}]
+    gens = _esgd_noise._rng.DeviceGenerators(0)
+    for spare in (True, False):
+        monkeypatch.setattr(_esgd_noise, "_spare_core", lambda spare=spare: spare)
+        draw = _esgd_noise.NoiseDraw(groups, [p], Scratch([p]), gens)
+        assert (draw._future is not None) == spare
+        with torch.no_grad():
+            draw.add_([[0]])

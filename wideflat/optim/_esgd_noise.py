@@ -3,16 +3,18 @@
 torch's CPU generator (mt19937) is serial: drawing N(0, I) for a 0.66M-parameter network
 takes about 1.5 ms, some 5 % of an SGD step of SmallConvNet at batch 128, and most of
 eSGD's overhead per gradient evaluation. Nothing in the draw depends on the closure, so on
-CPU it runs on a worker thread while the closure computes the gradient on the main thread;
-the result is the same bits as drawing it after the closure (same generator, same calls,
-same order), only the time moves. On an accelerator the draw is an asynchronous kernel
-already and is launched in place.
+CPU it runs on a worker thread while the closure computes the gradient on the main thread,
+when torch's threads leave a core free (``torch.set_num_threads(1)`` on two cores: eSGD
+3–5 % faster per step); the result is the same bits as drawing it after the closure (same
+generator, same calls, same order), only the time moves. On an accelerator the draw is an
+asynchronous kernel already and is launched in place.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import groupby
@@ -39,6 +41,17 @@ def _worker() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wideflat-noise")
         return _pool
+
+
+def _spare_core() -> bool:
+    """Whether a CPU is left over by torch's intra-op threads. Only then is the draw moved to
+    the worker: with every core computing the closure it gained nothing and cost up to 4 %
+    (benchmarks/optim_overhead.py, 2 threads on 2 cores)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return torch.get_num_threads() < cpus
 
 
 def _draw(jobs: list[tuple[torch.Tensor, torch.Generator]]) -> None:
@@ -102,6 +115,8 @@ class NoiseDraw:
         layout = [(k, m) for k, m in _layout(groups, params, guess) if k[0].type == "cpu"]
         if sum(params[i].numel() for _, m in layout for i, _ in m) < _THREAD_MIN:
             return  # too small to be worth a thread: drawn in add_
+        if not _spare_core():
+            return  # every core is busy with the closure: drawn in add_
         for key, _ in layout:
             self._states.setdefault(str(key[0]), self.gens.get(key[0]).get_state())
         self.layout = layout

@@ -139,12 +139,12 @@ class EntropySGD(Optimizer):
     optimizer's own and torch's global ones) fire once per outer step; the wrapped
     optimizers' hooks are not called.
 
-    Threads. On CPU the Langevin noise of an inner step (≥ 65,536 numbers) is drawn on one
-    worker thread while the closure runs on the calling thread: torch's CPU generator is
-    serial and the draw is most of eSGD's extra cost. The bits are those of drawing it
-    after the closure (the draw is redone when the closure leaves a parameter that
-    requires a gradient without one), so results depend neither on the thread nor on
-    ``torch.set_num_threads``.
+    Threads. On CPU, when torch's intra-op threads leave a core free, the Langevin noise of
+    an inner step (≥ 65,536 numbers) is drawn on one worker thread while the closure runs on
+    the calling thread: torch's CPU generator is serial and the draw is most of eSGD's extra
+    cost. The bits are those of drawing it after the closure (the draw is redone when the
+    closure leaves a parameter that requires a gradient without one), so results depend
+    neither on the thread nor on ``torch.set_num_threads``.
 
     Mixed precision. Run the closure's forward pass under ``torch.autocast`` (bfloat16 on
     CPU; float16 or bfloat16 on CUDA). The parameters, both optimizers' states, μ, the
