@@ -5,7 +5,7 @@ takes about 1.5 ms, some 5 % of an SGD step of SmallConvNet at batch 128, and mo
 eSGD's overhead per gradient evaluation. Nothing in the draw depends on the closure, so on
 CPU it runs on a worker thread while the closure computes the gradient on the main thread,
 when torch's threads leave a core free (``torch.set_num_threads(1)`` on two cores: eSGD
-3–5 % faster per step); the result is the same bits as drawing it after the closure (same
+2–6 % faster per step); the result is the same bits as drawing it after the closure (same
 generator, same calls, same order), only the time moves. On an accelerator the draw is an
 asynchronous kernel already and is launched in place.
 """
