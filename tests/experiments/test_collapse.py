@@ -99,7 +99,7 @@ def test_stop_at_collapse_ends_the_run_after_the_epoch_below_the_tolerance(
 # config that leaves them at their defaults must be the hash from before they existed.
 LATER = ("stop_at_collapse", "convention", "outer_gamma_scaled", "flatness_protocol",
          "energy_at_train_error", "energy_at_stationary", "warmup_kind", "coupling_every_after",
-         "coupling_switch_epoch")  # fmt: skip
+         "coupling_switch_epoch", "replica_eval_every", "energy_bn")  # fmt: skip
 
 
 def test_a_default_stop_at_collapse_leaves_the_config_hash_as_before():
@@ -197,3 +197,27 @@ def test_metrics_csv_holds_the_same_rows_as_metrics_jsonl(tmp_path, fashion_root
                 else:
                     assert float(line[name]) == pytest.approx(float(v), rel=1e-12), name
         assert all(line[k] == "" for k in line if k.split("[")[0] not in row)  # epoch 1: no eval
+
+
+def test_replica_eval_every_thins_the_replica_evaluations_but_not_the_centers(
+    tmp_path, fashion_root
+):
+    cfg = tiny_config(fashion_root, "rsgd", epochs=4, replica_eval_every=3)
+    train(cfg, tmp_path / "run", progress=False)
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert all("test_error" in r and "train_error" in r for r in rows)
+    keys = ("replica_train_errors", "replica_test_errors", "ensemble_train_error",
+            "ensemble_test_error")  # fmt: skip
+    assert [all(k in r for k in keys) for r in rows] == [False, False, True, True]  # 3, last
+    every = tmp_path / "every"
+    train(tiny_config(fashion_root, "rsgd", epochs=4), every, progress=False)
+    full = read_metrics(every / "metrics.jsonl")
+    assert all(all(k in r for k in keys) for r in full)
+    for thin, whole in zip(rows, full, strict=True):  # evaluation leaves training alone
+        assert thin["replica_distance"] == whole["replica_distance"]
+        assert thin["test_error"] == whole["test_error"]
+    stopped = tmp_path / "stopped"  # a run that stops by collapse has them at its last epoch
+    train(tiny_config(fashion_root, "rsgd", epochs=4, replica_eval_every=3, stop_at_collapse=1e9),
+          stopped, progress=False)  # fmt: skip
+    last = read_metrics(stopped / "metrics.jsonl")
+    assert len(last) == 1 and all(k in last[0] for k in keys)

@@ -43,19 +43,27 @@ def test_matched_error_measures_at_the_first_epoch_at_or_below_each_threshold(
     assert sorted(p.stem for p in (tmp_path / "run" / "energy").iterdir()) == sorted(fired)
 
 
-def test_the_triggered_profile_is_that_of_the_model_at_that_epoch(tmp_path, fashion_root):
+@pytest.mark.parametrize("model, bn", [("mlp", "eval"), ("resnet20", "recompute")])
+def test_the_triggered_profile_is_that_of_the_model_at_that_epoch(
+    tmp_path, fashion_root, model, bn
+):
     from wideflat.flatness import local_energy
 
-    cfg = tiny(fashion_root, epochs=1, energy_at_train_error=(1.0,))
+    cfg = tiny(fashion_root, epochs=1, energy_at_train_error=(1.0,), model=model, energy_bn=bn)
     train(cfg, tmp_path / "run", progress=False)
     saved = LocalEnergyProfile.from_json(tmp_path / "run" / "energy" / "train-error-1.json")
     from _runs import final_state
 
     run = build(cfg, torch.device("cpu"), fresh=False)
     run.model.load_state_dict(final_state(tmp_path / "run")["model"])
-    again = local_energy(run.model, run.data.energy, [0.0, 0.5], 3, seed=cfg.seed,
+    again = local_energy(run.model, run.data.energy, [0.0, 0.5], 3, seed=cfg.seed, bn=bn,
                          batch_size=cfg.eval_batch, progress=False)  # fmt: skip
+    assert saved.bn == bn
     assert saved.delta_error == again.delta_error and saved.base_loss == again.base_loss
+    if bn == "recompute":  # the BatchNorm policy reached the measurement: "eval" differs
+        kept = local_energy(run.model, run.data.energy, [0.0, 0.5], 3, seed=cfg.seed,
+                            batch_size=cfg.eval_batch, progress=False)  # fmt: skip
+        assert kept.delta_loss != again.delta_loss
 
 
 def test_a_stationary_loss_triggers_one_measurement(tmp_path, fashion_root):

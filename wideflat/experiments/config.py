@@ -243,6 +243,10 @@ class TrainConfig:
     rho: float = _bound(0.05, _real())  # neighbourhood radius ρ (L2)
     # evaluation and flatness
     eval_every: int = _bound(1, _int(1))  # epochs between evaluations (the last one always)
+    # rSGD: each replica's and the ensemble's errors at the evaluated epochs that are
+    # multiples of this (the center is evaluated at every one; the last epoch and a stop by
+    # stop_at_collapse always); on a deep network they cost (y + 1)x the center's evaluation
+    replica_eval_every: int = _bound(1, _int(1))
     eval_batch: int = _bound(1000, _int(1))  # examples per evaluation forward pass
     train_eval_subset: int = _bound(2000, _int(0))  # examples for train error/loss (0 = all)
     energy_epochs: tuple[int, ...] = _bound(
@@ -254,6 +258,9 @@ class TrainConfig:
     )  # σ grid
     energy_samples: int = _bound(20, _int(1))  # perturbations per σ
     energy_subset: int = _bound(2000, _int(1))  # training examples per evaluation of E_train
+    # BatchNorm during δE: "eval" keeps the trained running statistics for every perturbed
+    # network; "recompute" re-estimates them on the δE data for each one (twice the passes)
+    energy_bn: str = _bound("eval", _choice(("eval", "recompute")))
     # "fixed": δE on the first energy_subset clean training images; "paper": on the whole
     # training set with the training augmentation (one fixed augmented copy), as §6 measures
     flatness_protocol: str = _bound("fixed", _choice(("fixed", "paper")))
@@ -389,4 +396,6 @@ _ADDED_LATER: dict[str, Any] = {
     "energy_at_stationary": 0.0,
     "convention": "paper",
     "outer_gamma_scaled": False,
+    "replica_eval_every": 1,
+    "energy_bn": "eval",
 }

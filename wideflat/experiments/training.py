@@ -115,14 +115,13 @@ def train(
         for epoch in range(start + 1, cfg.epochs + 1):
             row = _train_epoch(run, epoch, step, seconds, bar.update)
             step, seconds = row["step"], row["train_seconds"]
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                _evaluate(run, row)
-                bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{row['test_error']:.4f}")
             collapsed = _collapsed(cfg, row)
             if collapsed:
                 row["stop"] = collapsed
-                if "test_error" not in row:
-                    _evaluate(run, row)  # a run that stops is evaluated at its last epoch
+            last = collapsed or epoch == cfg.epochs  # a run's last epoch is always evaluated
+            if last or epoch % cfg.eval_every == 0:
+                _evaluate(run, row, replicas=last or epoch % cfg.replica_eval_every == 0)
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{row['test_error']:.4f}")
             fired = triggers.fired(row)  # matched training error, stationary loss
             if fired:  # one measurement of these weights, written under each trigger's name
                 first = folder.energy_file(name=fired[0])
@@ -223,15 +222,16 @@ def _failed_replica(probe: LossProbe, error: NonFiniteLossError) -> int:
     return int(found.group(1)) if found else 0
 
 
-def _evaluate(run: Run, row: dict) -> None:
-    """Train and test error and loss of the evaluated model, into ``row``."""
+def _evaluate(run: Run, row: dict, replicas: bool = True) -> None:
+    """Train and test error and loss of the evaluated model, into ``row``; for rSGD also each
+    replica's and the ensemble's errors if ``replicas``."""
     cfg, began = run.cfg, time.perf_counter()
     model = run.eval_model()
     row["train_error"], row["train_eval_loss"] = evaluate(
         model, *run.data.train_eval, cfg.eval_batch, cfg.amp
     )
     row["test_error"], row["test_loss"] = evaluate(model, *run.data.test, cfg.eval_batch, cfg.amp)
-    if isinstance(run.opt, ReplicatedSGD):  # the center is above; each replica and the ensemble
+    if replicas and isinstance(run.opt, ReplicatedSGD):  # each replica and the ensemble
         replicas = list(run.opt.replicas)
         for split, (x, t) in (("train", run.data.train_eval), ("test", run.data.test)):
             errors, ensemble = evaluate_replicas(replicas, x, t, cfg.eval_batch, cfg.amp)
@@ -277,6 +277,7 @@ def _measure_energy(run: Run, path: Path) -> None:
         list(cfg.energy_sigmas),
         cfg.energy_samples,
         seed=cfg.seed,
+        bn=cfg.energy_bn,
         batch_size=cfg.eval_batch,
         progress=False,
     )
