@@ -40,7 +40,9 @@ def compare(
     resume from their newest checkpoint; a run stopped by a non-finite loss is logged, left
     ``failed`` in its run.json and left out of the table (which counts finished runs).
     Writes ``out/summary.md`` and ``out/summary.json``
-    (:func:`~wideflat.experiments.plots.summary_rows`), ``out/test_error.png`` (Fig. 2) and
+    (:func:`~wideflat.experiments.plots.summary_rows`), with SGD runs ``out/paired.json``
+    (each method − SGD per seed, :func:`~wideflat.experiments.paired.paired_rows`, also
+    in summary.md), ``out/test_error.png`` (Fig. 2) and
     ``out/local_energy.png`` (Figs. 3–5); a plotting failure is logged, not raised. A run at
     chance-level test error or above the preset's ``max_train_error`` is flagged († in the
     table with a footnote, grey and dashed in the figures;
@@ -89,6 +91,7 @@ def _tabulate(
 ) -> str:
     """summary.md, summary.json and the two figures from the run folders in ``out``."""
     from . import plots  # matplotlib is loaded only here
+    from .paired import TITLE, format_paired_table, paired_rows
 
     runs = [r for r in plots.collect_runs(out) if r.path.parent == out]
     if classes is not None:  # runs at chance or not fitting the train set are marked
@@ -97,11 +100,16 @@ def _tabulate(
         )
     rows = plots.summary_rows(runs)
     table = plots.format_table(rows)
-    text = f"{preset}: test error over seeds {seeds}\n\n{table}\n"
+    found = sorted({r.seed for r in runs}) or seeds  # the folder may hold other calls' runs
+    text = f"{preset}: test error over seeds {found}\n\n{table}\n"
     matched = plots.matched_rows(runs)
     if matched:  # flatness at matched training error (energy_at_train_error)
         text += f"\nFlatness at matched training error\n\n{plots.format_matched_table(matched)}\n"
         write_json_atomic(out / "matched.json", matched)
+    paired = paired_rows(runs)
+    if paired:  # each method against SGD with the same seed
+        text += f"\n{TITLE}\n\n{format_paired_table(paired)}\n"
+        write_json_atomic(out / "paired.json", paired)
     write_bytes_atomic(out / "summary.md", text.encode())
     write_json_atomic(out / "summary.json", rows)
     for name, fn in (

@@ -10,7 +10,8 @@ a run                  ``run.json``                summary, test error / collaps
                                                    figures, every metrics row, the config,
                                                    provenance (versions, commit, argv, data)
 a ``compare`` study    run folders ``*/run.json``  the Table-1 summary with its flags, the
-                                                   matched-error table, the four figures,
+                                                   matched-error and paired-with-SGD tables,
+                                                   the four figures,
                                                    one row per run, configs, provenance
 a committee study      ``results.json``            the study table (and BP against Monte
                                                    Carlo), Fig. 1, the config, provenance
@@ -203,6 +204,7 @@ def _run_page(folder: Path) -> tuple[str, str, list[str]]:
 
 def _compare_page(folder: Path) -> tuple[str, str, list[str]]:
     from . import plots
+    from .paired import TITLE, format_paired_table, paired_rows
 
     runs = _flagged([r for r in plots.collect_runs(folder) if r.path.parent == folder])
     records = {r.path.name: _read_json(r.path / "run.json") for r in runs}
@@ -214,6 +216,9 @@ def _compare_page(folder: Path) -> tuple[str, str, list[str]]:
     if matched:
         sections.append(h.section("Flatness at matched training error",
                                   h.markdown(plots.format_matched_table(matched))))  # fmt: skip
+    paired = paired_rows(runs)
+    if paired:
+        sections.append(h.section(TITLE, h.markdown(format_paired_table(paired))))
     sections.append(h.section("Figures", *_run_figures(runs, preset)))
     header = ["run", "method", "seed", "status", "epochs", "test error (%)", "train error (%)",
               "stop", "not a result"]  # fmt: skip
