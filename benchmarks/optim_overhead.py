@@ -5,6 +5,8 @@ Same model, same minibatch shapes, same number of gradient evaluations:
 * eSGD with L = 5 (one outer step = 5 gradients) against 5 SGD steps;
 * rSGD with y = 3 (one step = 3 gradients, one per replica) against 3 SGD steps on 3
   models (the same work as 3 independent SGD runs);
+* eSGD with its Langevin noise against the same step without it (ε = 0): the noise's own
+  cost, side by side;
 * eSGD with its Langevin noise drawn on the worker thread during each closure (the default
   on CPU when torch's threads leave a core free, e.g. ``--threads 1`` on two cores; with no
   core free both variants draw after the closure) against the same step drawing it after
@@ -262,6 +264,13 @@ def main(argv=None) -> None:
         esgd_runner(model, Batches(xs, ts), 5, noise=0.0),
         args.rounds,
     )
+    r4 = compare(
+        "eSGD L=5: noise vs noise=0",
+        esgd_runner(model, Batches(xs, ts), 5, noise=0.0),
+        esgd_runner(model, Batches(xs, ts), 5),
+        args.rounds,
+        base="noise=0",
+    )
     r3 = compare(
         "eSGD L=5: noise during vs after",
         esgd_runner(model, Batches(xs, ts), 5, worker=False),
@@ -278,8 +287,8 @@ def main(argv=None) -> None:
     )
     print(
         f"per-gradient overhead ratios: eSGD {r1:.3f}, rSGD {r2:.3f} (target <= 1.05); "
-        f"eSGD without Langevin noise {r0:.3f}; noise drawn during the closure (worker "
-        f"thread) / after it {r3:.3f}"
+        f"eSGD without Langevin noise {r0:.3f}; the noise's own cost (with / without, side "
+        f"by side) {r4:.3f}; noise drawn during the closure (worker thread) / after it {r3:.3f}"
     )
     if args.breakdown:
         breakdown(copy.deepcopy(net), Batches(xs, ts), args.rounds)
