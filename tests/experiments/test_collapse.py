@@ -99,7 +99,8 @@ def test_stop_at_collapse_ends_the_run_after_the_epoch_below_the_tolerance(
 # config that leaves them at their defaults must be the hash from before they existed.
 LATER = ("stop_at_collapse", "convention", "outer_gamma_scaled", "flatness_protocol",
          "energy_at_train_error", "energy_at_stationary", "warmup_kind", "coupling_every_after",
-         "coupling_switch_epoch", "replica_eval_every", "energy_bn")  # fmt: skip
+         "coupling_switch_epoch", "replica_eval_every", "energy_bn",
+         "energy_save_weights")  # fmt: skip
 
 
 def test_a_default_stop_at_collapse_leaves_the_config_hash_as_before():

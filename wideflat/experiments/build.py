@@ -159,6 +159,19 @@ def load_data(cfg: TrainConfig, device: torch.device) -> Data:
     )
 
 
+def train_transform(cfg: TrainConfig, data: Data) -> Augment:
+    """The training augmentation of ``cfg`` (crops, flips, AutoAugment, Cutout, then the
+    normalisation by the training set's statistics)."""
+    return Augment(
+        padding=cfg.padding,
+        flip=cfg.flip,
+        autoaugment=cfg.autoaugment,
+        cutout=cfg.cutout,
+        mean=tuple(data.mean.tolist()),
+        std=tuple(data.std.tolist()),
+    )
+
+
 @torch.no_grad()
 def augmented_copy(cfg: TrainConfig, data: Data, transform: Augment):
     """The whole training set passed once through the training augmentation, with a
@@ -436,14 +449,7 @@ def build(cfg: TrainConfig, device: torch.device, *, fresh: bool = True) -> Run:
     model = build_model(cfg, data, device)
     try:
         opt = build_optimizer(cfg, model)
-        transform = Augment(
-            padding=cfg.padding,
-            flip=cfg.flip,
-            autoaugment=cfg.autoaugment,
-            cutout=cfg.cutout,
-            mean=tuple(data.mean.tolist()),
-            std=tuple(data.std.tolist()),
-        )
+        transform = train_transform(cfg, data)
     except (ValueError, ImportError) as e:  # ImportError: AutoAugment without torchvision
         raise RunError(str(e)) from None
     if cfg.flatness_protocol == "paper":

@@ -261,6 +261,11 @@ class TrainConfig:
     # BatchNorm during δE: "eval" keeps the trained running statistics for every perturbed
     # network; "recompute" re-estimates them on the δE data for each one (twice the passes)
     energy_bn: str = _bound("eval", _choice(("eval", "recompute")))
+    # also keep the measured weights (energy/NAME.pt beside each energy/NAME.json: the
+    # evaluated model's state_dict, rSGD's center with its BatchNorm statistics), so that
+    # other σ, other flatness measures or other data can be applied to them later
+    # (wideflat.experiments.measured.load_measured)
+    energy_save_weights: bool = _bound(False, _bool)
     # "fixed": δE on the first energy_subset clean training images; "paper": on the whole
     # training set with the training augmentation (one fixed augmented copy), as §6 measures
     flatness_protocol: str = _bound("fixed", _choice(("fixed", "paper")))
@@ -398,4 +403,5 @@ _ADDED_LATER: dict[str, Any] = {
     "outer_gamma_scaled": False,
     "replica_eval_every": 1,
     "energy_bn": "eval",
+    "energy_save_weights": False,
 }

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -127,7 +128,11 @@ def train(
                 first = folder.energy_file(name=fired[0])
                 _measure_energy(run, first)
                 for name in fired[1:]:
-                    write_bytes_atomic(folder.energy_file(name=name), first.read_bytes())
+                    again = folder.energy_file(name=name)
+                    if cfg.energy_save_weights:
+                        weights = first.with_suffix(".pt").read_bytes()
+                        write_bytes_atomic(again.with_suffix(".pt"), weights)
+                    write_bytes_atomic(again, first.read_bytes())
                 row["energy_measured"] = fired
             folder.append(row)
             if epoch in cfg.energy_epochs:
@@ -270,9 +275,14 @@ class _Triggers:
 
 
 def _measure_energy(run: Run, path: Path) -> None:
+    """δE of the evaluated model into ``path`` (and its weights beside it, with
+    ``energy_save_weights``: written first, so a profile on disk always has its weights)."""
     cfg = run.cfg
+    model = run.eval_model()
+    if cfg.energy_save_weights:
+        write_bytes_atomic(path.with_suffix(".pt"), _state_bytes(model))
     profile = local_energy(
-        run.eval_model(),
+        model,
         run.data.energy,
         list(cfg.energy_sigmas),
         cfg.energy_samples,
@@ -282,6 +292,12 @@ def _measure_energy(run: Run, path: Path) -> None:
         progress=False,
     )
     profile.to_json(path)
+
+
+def _state_bytes(model: torch.nn.Module) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
+    return buffer.getvalue()
 
 
 def _record(run: Run, chash: str) -> dict:
