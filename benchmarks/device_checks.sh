@@ -8,7 +8,8 @@ export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 log="${OUT:-/tmp}/device-checks.log"
 {
   python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-  echo "== GPU tests (engines on CUDA, CPU->CUDA state, on-device augmentation, AutoAugment)"
+  echo "== GPU tests (engines on CUDA, CPU->CUDA state, on-device augmentation, AutoAugment,"
+  echo "   a matched-error run with recomputed BatchNorm statistics and kept weights)"
   timeout 180 python3 -m pytest -q -p no:cacheprovider tests/gpu tests/data/test_data_augment.py
   echo "== per-step time vs SGD (target: rSGD x3 vmap <= 1.3x SGD for SmallConvNet)"
   timeout 150 python3 benchmarks/replicas.py --device cuda --rounds 7 --batch 128

@@ -116,3 +116,27 @@ def test_flatness_measures_run_on_cuda_and_agree_with_cpu():
         warnings.simplefilter("ignore", RuntimeWarning)
         pb = pac_bayes_sigma(gpu_model, gpu_data, samples=8, progress=False)
     assert pb.sigma > 0
+
+
+def test_matched_error_run_on_cuda_keeps_weights_that_measure_the_same_again(
+    tmp_path, fashion_root
+):
+    """A run on CUDA with the paper protocol, recomputed BatchNorm statistics and kept
+    weights (issue 13): the weights loaded back onto CUDA give the profile bit for bit."""
+    from _runs import tiny_config
+
+    from wideflat.experiments.measured import load_measured
+    from wideflat.experiments.training import train
+    from wideflat.flatness import LocalEnergyProfile, local_energy
+
+    cfg = tiny_config(fashion_root, "rsgd", model="resnet20", epochs=1, energy_epochs=(1,),
+                      energy_sigmas=(0.0, 0.2), energy_samples=2, energy_subset=64,
+                      energy_bn="recompute", energy_save_weights=True, replica_eval_every=2,
+                      gamma="exp:0.01:x10")  # fmt: skip
+    train(cfg, tmp_path / "run", device="cuda", progress=False)
+    model, data = load_measured(tmp_path / "run", "epoch-0001", device="cuda")
+    assert next(model.parameters()).is_cuda and data[0].is_cuda
+    saved = LocalEnergyProfile.from_json(tmp_path / "run" / "energy" / "epoch-0001.json")
+    again = local_energy(model, data, [0.0, 0.2], 2, seed=cfg.seed, bn="recompute",
+                         batch_size=cfg.eval_batch, progress=False)  # fmt: skip
+    assert again.delta_error == saved.delta_error
