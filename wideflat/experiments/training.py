@@ -237,9 +237,9 @@ def _evaluate(run: Run, row: dict, replicas: bool = True) -> None:
     )
     row["test_error"], row["test_loss"] = evaluate(model, *run.data.test, cfg.eval_batch, cfg.amp)
     if replicas and isinstance(run.opt, ReplicatedSGD):  # each replica and the ensemble
-        replicas = list(run.opt.replicas)
+        models = list(run.opt.replicas)
         for split, (x, t) in (("train", run.data.train_eval), ("test", run.data.test)):
-            errors, ensemble = evaluate_replicas(replicas, x, t, cfg.eval_batch, cfg.amp)
+            errors, ensemble = evaluate_replicas(models, x, t, cfg.eval_batch, cfg.amp)
             row[f"replica_{split}_errors"] = errors
             row[f"ensemble_{split}_error"] = ensemble
     row["eval_seconds"] = time.perf_counter() - began
