@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from .plots import LABELS, RunRecord, _num, _sort_key
+from .plots import LABELS, RunRecord, _mean_std, _num, _sort_key
 
 __all__ = ["TITLE", "format_paired_table", "paired_rows"]
 
@@ -40,7 +38,7 @@ TITLE = "Paired with SGD (same seed; mean ± s.e. over seeds; finished runs not 
 def _quantities(run: RunRecord) -> dict[str, float]:
     """A run's paired quantities (in %), by name."""
     out = {"test error": 100 * _num(run.summary.get("test_error"))}
-    points = [(f"{name}", p) for name, p in sorted(run.triggered.items())]
+    points = sorted(run.triggered.items())
     points += [(f"epoch {e}", p) for e, p in sorted(run.energy.items())]
     for where, profile in points:
         sigmas, delta = profile.get("sigmas") or [], profile.get("delta_error") or []
@@ -65,10 +63,9 @@ def paired_rows(runs: list[RunRecord], reference: str = "sgd") -> list[dict]:
                      and math.isfinite(base[s].get(name, math.nan))}  # fmt: skip
             if not pairs:
                 continue
-            d = np.array(list(pairs.values()))
-            se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.nan
-            rows.append({"label": label, "quantity": name, "n": int(d.size),
-                         "mean": float(d.mean()), "se": se, "seeds": list(pairs)})  # fmt: skip
+            mean, std, n = _mean_std(list(pairs.values()))  # std NaN for n = 1
+            rows.append({"label": label, "quantity": name, "n": n, "mean": mean,
+                         "se": std / math.sqrt(n), "seeds": list(pairs)})  # fmt: skip
     return rows
 
 
