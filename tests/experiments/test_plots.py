@@ -68,3 +68,37 @@ def test_a_method_has_one_colour_in_every_panel():
     assert set(colours[0]) == {"SGD", "eSGD", "rSGD×y"}
     assert all(colours[1][name] == colour for name, colour in colours[0].items())
     assert len(set(colours[1].values())) == 4
+
+
+def test_runs_in_progress_are_counted_apart_not_as_missing_triggers(tmp_path):
+    """A study still running: the tables count finished runs only and say what is running."""
+
+    def run_folder(name, label, status, de):
+        d = tmp_path / name
+        (d / "energy").mkdir(parents=True)
+        record = {"label": label, "seed": 0, "status": status}
+        if status == "finished":
+            record["summary"] = {"test_error": 0.1, "train_error": 0.01}
+        (d / "run.json").write_text(json.dumps(record))
+        (d / "metrics.jsonl").write_text(
+            json.dumps({"epoch": 3, "energy_measured": ["train-error-0.05"]}) + "\n"
+        )
+        profile = {"sigmas": [0, 0.2], "delta_error": [0, de]}
+        (d / "energy" / "train-error-0.05.json").write_text(json.dumps(profile))
+
+    run_folder("sgd-s0", "sgd", "finished", 0.12)
+    run_folder("rsgdxy-s0", "rsgdxy", "running", 0.02)
+    run_folder("rsgdxy-s1", "rsgdxy", "failed", 0.03)
+    runs = plots.collect_runs(tmp_path)
+    table = plots.format_table(plots.summary_rows(runs))
+    assert "| SGD | 1 | 10.00 |" in table and "| ok |" in table
+    assert "| rSGD×y | 0 | – |" in table and "| – (1 failed, 1 running) |" in table
+    rows = plots.matched_rows(runs)
+    assert [(r["label"], r["runs"], r["reached"]) for r in rows] == [("sgd", 1, 1)]
+    assert "| train-error-0.05 | SGD | 1 of 1 | 3.0 | σ = 0.2: 12.00 |" in (
+        plots.format_matched_table(rows)
+    )
+    everything = plots.matched_rows(runs, finished_only=False)
+    assert [(r["label"], r["runs"], r["reached"]) for r in everything] == [
+        ("sgd", 1, 1), ("rsgdxy", 2, 2)]  # fmt: skip
+    assert everything[1]["delta_error"] == [0.0, 2.5]

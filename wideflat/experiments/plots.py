@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,8 +191,9 @@ def _mean_std(values: list[float]) -> tuple[float, float, int]:
 
 
 def summary_rows(runs: list[RunRecord]) -> list[dict]:
-    """Per method: finished runs, test/train error mean and std (%), time, throughput, and
-    the flagged runs among them (``flagged``: how many; ``flagged_runs``: folder → reasons).
+    """Per method: finished runs, test/train error mean and std (%), time, throughput, the
+    flagged runs among them (``flagged``: how many; ``flagged_runs``: folder → reasons) and
+    the runs not finished by status (``unfinished``, e.g. ``{"running": 1}``).
 
     Flagged runs stay in the means (the row reports what was run); the table marks them.
     """
@@ -200,6 +202,8 @@ def summary_rows(runs: list[RunRecord]) -> list[dict]:
         done = [r for r in runs if r.label == label and r.status == "finished"]
         s = [r.summary for r in done]
         row = {"label": label, "runs": len(done), "seeds": sorted(r.seed for r in done)}
+        others = Counter(r.status for r in runs if r.label == label and r.status != "finished")
+        row["unfinished"] = dict(sorted(others.items()))
         row["flagged_runs"] = {r.path.name: list(r.flags) for r in done if r.flags}
         row["flagged"] = len(row["flagged_runs"])
         for key, scale in (
@@ -215,10 +219,17 @@ def summary_rows(runs: list[RunRecord]) -> list[dict]:
     return rows
 
 
-def matched_rows(runs: list[RunRecord]) -> list[dict]:
+def matched_rows(runs: list[RunRecord], *, finished_only: bool = True) -> list[dict]:
     """Per method and trigger (``train-error-X``, ``stationary``): how many runs reached it,
     the epoch they did (mean ± std), and δE_train (%) at each σ there (mean ± std): the
-    comparison at matched training error."""
+    comparison at matched training error.
+
+    Like :func:`summary_rows` it counts finished runs only (``runs``: how many; a method with
+    none has no rows), so "reached k of n" is final; ``finished_only=False`` also takes runs
+    in progress (a single run's page).
+    """
+    if finished_only:
+        runs = [r for r in runs if r.status == "finished"]
     rows = []
     names = sorted({n for r in runs for n in r.triggered})
     for label in sorted({r.label for r in runs}, key=_sort_key):
@@ -288,6 +299,8 @@ def format_table(rows: list[dict]) -> str:
         if flagged:
             check = f"† {len(flagged)} of {r['runs']}"
             notes += [f"† {name}: not a result: {'; '.join(why)}." for name, why in flagged.items()]
+        if r.get("unfinished"):  # runs in progress (or failed) are not in the row's numbers
+            check += " (" + ", ".join(f"{n} {k}" for k, n in r["unfinished"].items()) + ")"
         lines.append(
             f"| {LABELS.get(r['label'], r['label'])} | {r['runs']} "
             f"| {_pm(r['test_error'], r['test_error_std'], 2)} "

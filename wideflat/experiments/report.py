@@ -188,7 +188,7 @@ def _run_page(folder: Path) -> tuple[str, str, list[str]]:
         h.section("Summary", h.kv_table(summary)),
         h.section("Figures", *_run_figures(runs, title)),
     ]
-    matched = plots.matched_rows(runs)
+    matched = plots.matched_rows(runs, finished_only=False)
     if matched:
         sections.append(h.section("Flatness at matched training error",
                                   h.markdown(plots.format_matched_table(matched))))  # fmt: skip
