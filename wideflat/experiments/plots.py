@@ -285,7 +285,8 @@ def format_table(rows: list[dict]) -> str:
     """A Markdown table of :func:`summary_rows` (mean ± std over seeds).
 
     The last column says whether the row's runs are results: ``ok``, or ``† k of n`` with one
-    footnote per flagged run (its folder and why) below the table.
+    footnote per flagged run (its folder and why) below the table; runs of the method that
+    are not finished (not in the row's numbers) follow in brackets, e.g. ``– (1 running)``.
     """
     lines = [
         "| method | runs | test error (%) | train error (%) | train loss | train time (s) "
