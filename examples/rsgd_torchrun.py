@@ -102,9 +102,14 @@ def main() -> None:
     if rank == 0:
         with torch.no_grad():
             err = float((center(x_test).argmax(1) != t_test).float().mean())
-        print(f"center of {world} replicas: test error {err:.3f}")
+        print(f"center of {world} replicas: test error {err:.3f}", flush=True)
         torch.save(center.state_dict(), "rsgd_center.pt")
+    dist.barrier()
     dist.destroy_process_group()
+    # Leave without the interpreter's finalization: on torch 2.13 gloo's threads sometimes
+    # abort it ("terminate called without an active exception", pytorch/pytorch#179291) after
+    # the work is done, and torchrun --max-restarts would then restart a finished job.
+    os._exit(0)
 
 
 if __name__ == "__main__":
