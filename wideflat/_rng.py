@@ -6,7 +6,8 @@ width differs between streams only to keep the numbers they have always produced
 replicas and data streams, 63 for local-energy noise and committee restarts, a 32-bit word
 for the committee study's measurements); :func:`numpy_generator` runs NumPy's generator on the
 sequence itself. :func:`epoch_seed` is the one older linear mix, kept for the same reason.
-:class:`DeviceGenerators` holds per-device streams whose states serialize as uint8 tensors.
+:class:`DeviceGenerators` holds numbered streams per device whose states serialize as uint8
+tensors.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "STREAM_KEY",
     "DeviceGenerators",
     "derive_seed",
     "epoch_seed",
@@ -22,6 +24,11 @@ __all__ = [
     "numpy_generator",
     "seed_from_global",
 ]
+
+
+# The key of DeviceGenerators' numbered streams: stream j > 0 is seeded with
+# derive_seed(seed, STREAM_KEY, j, bits=63).
+STREAM_KEY = 0x5EED
 
 
 def seed_from_global() -> int:
@@ -73,21 +80,36 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class DeviceGenerators:
-    """One ``torch.Generator`` per device, all seeded from one seed.
+    """Per device, numbered ``torch.Generator`` streams, all seeded from one seed.
 
-    The state is a plain dict of uint8 tensors, so it survives ``torch.save`` and
-    ``torch.load(weights_only=True)`` and ``copy.deepcopy``.
+    Stream 0 of a device is seeded with the seed itself (so it is ``torch.randn``'s stream
+    after ``torch.manual_seed(seed)`` on that device); stream ``j > 0`` with
+    ``derive_seed(seed, STREAM_KEY, j, bits=63)``, statistically independent of the others.
+    Streams are made on first use. The state is a plain dict of uint8 tensors, so it
+    survives ``torch.save`` and ``torch.load(weights_only=True)`` and ``copy.deepcopy``; a
+    state saved before there were numbered streams loads as it is (the numbered streams then
+    start from their seeds).
+
+    Example:
+        >>> gens = DeviceGenerators(3)
+        >>> x = torch.randn(2, generator=gens.get(torch.device("cpu")))
+        >>> torch.equal(x, torch.randn(2, generator=torch.Generator().manual_seed(3)))
+        True
+        >>> y = torch.randn(2, generator=gens.get(torch.device("cpu"), 1))
+        >>> torch.equal(y, torch.randn(2, generator=generator(3, STREAM_KEY, 1, bits=63)))
+        True
     """
 
     def __init__(self, seed: int):
         self.seed = int(seed)
         self._gens: dict[str, torch.Generator] = {}
 
-    def get(self, device: torch.device) -> torch.Generator:
-        key = str(device)
+    def get(self, device: torch.device, stream: int = 0) -> torch.Generator:
+        key = str(device) if stream == 0 else f"{device}#{stream}"
         gen = self._gens.get(key)
         if gen is None:
-            gen = torch.Generator(device=device).manual_seed(self.seed)
+            seed = self.seed if stream == 0 else derive_seed(self.seed, STREAM_KEY, stream, bits=63)
+            gen = torch.Generator(device=device).manual_seed(seed)
             self._gens[key] = gen
         return gen
 
@@ -98,6 +120,6 @@ class DeviceGenerators:
         self.seed = int(state["seed"])
         self._gens = {}
         for key, value in state["states"].items():
-            gen = torch.Generator(device=torch.device(key))
+            gen = torch.Generator(device=torch.device(key.partition("#")[0]))
             gen.set_state(value.clone())
             self._gens[key] = gen

@@ -377,13 +377,15 @@ class EntropySGD(Optimizer):
         return self._steps
 
     def mean_distance(self) -> float:
-        """d(w, μ) = ½ Σ (w − μ)² after the last step (the paper's eSGD stopping quantity)."""
+        """d(w, μ) = ½ Σ (w − μ)² after the last step (the paper's eSGD stopping quantity),
+        accumulated in float64 (a float32 sum's rounding depends on the reduction order)."""
         total = 0.0
         for group in self.param_groups:
             for p in group["params"]:
                 mu = self.state[p].get("mean")
                 if mu is not None:
-                    total += 0.5 * float((p.detach() - mu).pow(2).sum())
+                    diff = p.detach().double() - mu.double()
+                    total += 0.5 * float(diff.pow(2).sum())
         return total
 
     def probe_inner_loop(self, closure: Callable, gamma: float = 0.0) -> tuple[float, float]:

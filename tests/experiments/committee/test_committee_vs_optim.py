@@ -146,7 +146,8 @@ def test_esgd_outer_iterations_equal_entropy_sgd(data, noise, monkeypatch):
         draw.settle()
         noise = torch.Generator()
         noise.set_state(state.noise_from)
-        draw.gens, draw.layout, draw._states = SimpleNamespace(get=lambda device: noise), None, {}
+        gens = SimpleNamespace(get=lambda device, stream=0: noise)  # K·N < BLOCK: one stream
+        draw.gens, draw.layout, draw._states = gens, None, []
         real_add(draw, live)
         for p in draw.params:
             p.copy_(normalize_units(p))
