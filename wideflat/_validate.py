@@ -264,6 +264,10 @@ def base_kwargs(cls: type, values: dict[str, Any], extra: dict[str, Any] | None)
 def finite_loss(loss) -> bool:
     """Whether a closure's loss (tensor or number) is finite."""
     if isinstance(loss, torch.Tensor):
+        if loss.numel() == 1 and not loss.is_complex():
+            # a scalar read directly: torch.isfinite(loss).all() costs ~0.1 ms right after a
+            # backward on several threads, a few % of eSGD's overhead per inner step
+            return math.isfinite(loss.detach().item())
         return bool(torch.isfinite(loss).all())
     return math.isfinite(float(loss))
 

@@ -121,7 +121,11 @@ class EntropySGD(Optimizer):
         outer, inner: optimizer classes for the two updates (default ``torch.optim.SGD``).
         outer_kwargs, inner_kwargs: extra keyword arguments for those classes; they win
             over the shared settings (e.g. ``inner_kwargs={"weight_decay": 0}``).
-        seed: seed of the Langevin-noise generator (default: drawn from torch's global RNG).
+        seed: seed of the Langevin-noise generators (default: drawn from torch's global
+            RNG). On an accelerator the noise is the device's ``torch.randn`` stream for that
+            seed; on CPU its blocks of 65,536 numbers come from separate streams (the first
+            is ``torch.randn``'s), so that torch's threads can draw them in parallel: the
+            same numbers with any number of threads.
         check_finite: verify each closure loss, and the parameters once after the inner
             loop (one fused check, which catches a NaN/inf gradient behind a finite loss);
             on a NaN/inf the step is rolled back (parameters and every optimizer state as
