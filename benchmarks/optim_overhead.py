@@ -19,10 +19,16 @@ ratio is the median over rounds of variant / SGD within the round (quartiles pri
 Target: ≤ 1.05 each.
 
 A process's figures also depend on where its buffers happen to lie in memory: on a 2-vCPU
-Intel Xeon (2026-12-03) the same eSGD code measured 0.99–1.09× SGD from one process to the
-next, more than the overhead itself. ``--processes K`` runs the whole comparison in K fresh
-processes, one after the other, and prints each process's ratios and their median: the
-figure to quote.
+Intel Xeon (2026-12-03) the same eSGD code measured 0.95–1.14× SGD from one process to the
+next, more than the overhead itself. The cause is glibc's dynamic mmap threshold, which
+places the model-sized gradient and update buffers differently from run to run (SGD's own
+step time moved between 190 and 228 ms); with the threshold fixed,
+
+    MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=536870912 python benchmarks/...
+
+the spread fell to ±1.5 % and both variants ran faster. ``--processes K`` runs the whole
+comparison in K fresh processes (with this environment, if set), one after the other, and
+prints each process's ratios and their median: the figure to quote.
 
 ``--breakdown`` also times, on the same parameters, each kernel eSGD adds to an inner step
 (the coupling, the noise draw, the noise add, the running mean: the library's own kernels)

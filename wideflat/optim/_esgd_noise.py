@@ -136,8 +136,10 @@ def team() -> _TeamDraw | None:
         with contextlib.suppress(OSError, AttributeError):
             with open("/proc/self/maps") as maps:
                 paths = {line.split()[-1] for line in maps if "/libgomp" in line}
-            if len(paths) == 1:  # one GNU OpenMP runtime: torch's
-                _team = _TeamDraw(ctypes.CDLL(paths.pop()))
+            # torch's own copy (its wheels bundle one in torch/lib) if several are loaded
+            ours = {p for p in paths if p.startswith(os.path.dirname(torch.__file__) + os.sep)}
+            if len(ours or paths) == 1:
+                _team = _TeamDraw(ctypes.CDLL((ours or paths).pop()))
     return _team
 
 
@@ -206,12 +208,12 @@ class NoiseDraw:
         self.pieces: list[list[torch.Tensor]] = []
         self._states: list[tuple[torch.Generator, torch.Tensor]] = []
         self._future: Future | None = None
+        if not _spare_core():
+            return  # every core is busy with the closure: drawn in add_, on all of them
         guess = {i for i, p in enumerate(params) if p.requires_grad}
         layout = [(k, m) for k, m in _layout(groups, params, guess) if k[0].type == "cpu"]
         if sum(params[i].numel() for _, m in layout for i, _ in m) < _THREAD_MIN:
             return  # too small to be worth a thread: drawn in add_
-        if not _spare_core():
-            return  # every core is busy with the closure: drawn in add_, on all of them
         self.layout = layout
         tasks = self._tasks(layout)
         self._states = [(gen, gen.get_state()) for _, gen in tasks]
