@@ -143,12 +143,14 @@ class EntropySGD(Optimizer):
     optimizer's own and torch's global ones) fire once per outer step; the wrapped
     optimizers' hooks are not called.
 
-    Threads. On CPU, when torch's intra-op threads leave a core free, the Langevin noise of
-    an inner step (≥ 65,536 numbers) is drawn on one worker thread while the closure runs on
-    the calling thread: torch's CPU generator is serial and the draw is most of eSGD's extra
-    cost. The bits are those of drawing it after the closure (the draw is redone when the
-    closure leaves a parameter that requires a gradient without one), so results depend
-    neither on the thread nor on ``torch.set_num_threads``.
+    Threads. torch's CPU generator is serial and the Langevin draw is most of eSGD's extra
+    cost, so on CPU the noise of an inner step comes in blocks of 65,536 numbers, each from
+    its own stream. When torch's intra-op threads leave a core free, a worker thread draws
+    it (≥ 65,536 numbers) while the closure runs on the calling thread; otherwise torch's
+    OpenMP threads draw the blocks in parallel after the closure. The bits are those of
+    drawing the blocks one by one after the closure (the draw is redone when the closure
+    leaves a parameter that requires a gradient without one), so results depend neither
+    on the threads nor on ``torch.set_num_threads``.
 
     Mixed precision. Run the closure's forward pass under ``torch.autocast`` (bfloat16 on
     CPU; float16 or bfloat16 on CUDA). The parameters, both optimizers' states, μ, the
@@ -473,8 +475,8 @@ class EntropySGD(Optimizer):
             for step in range(n_inner):
                 for p in params:
                     p.grad = None
-                # This step's Langevin noise, drawn (on CPU: on a worker thread) while the
-                # closure runs; it does not depend on the closure.
+                # This step's Langevin noise, drawn (on CPU with a core to spare: on a worker
+                # thread) while the closure runs; it does not depend on the closure.
                 draw = _NoiseDraw(self.param_groups, params, scratch, self._noise)
                 # An autocast region around step() keeps its casts of the parameters until
                 # it exits, so the next forward would read w' before this update: drop them.
