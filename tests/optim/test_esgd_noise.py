@@ -222,7 +222,7 @@ def test_after_the_closure_the_blocks_are_drawn_by_torchs_openmp_team(monkeypatc
 
 
 @team
-def test_an_error_in_the_team_is_raised_after_every_block_was_tried(threads):
+def test_an_error_in_a_team_thread_is_raised_after_the_region(threads):
     threads(2)
     good = [torch.zeros(1000) for _ in range(3)]
     gens = [torch.Generator().manual_seed(j) for j in range(4)]
